@@ -1,0 +1,10 @@
+//! Trace replay for Gantry's engine: openb readers, the published protocol, metrics and reports.
+
+pub mod grid;
+pub mod metrics;
+pub mod openb;
+pub mod protocol;
+pub mod report;
+pub mod run;
+pub mod svg;
+pub mod synthetic;

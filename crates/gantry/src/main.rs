@@ -1,0 +1,40 @@
+//! `gantry`: the command-line entry point; each subcommand dispatches to a library crate.
+
+mod bench;
+mod seeds;
+mod simulate;
+
+use clap::{Parser, Subcommand};
+
+/// Gantry: a GPU workload scheduler.
+#[derive(Parser)]
+#[command(name = "gantry", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// List the placement strategies with a one-line description.
+    Strategies,
+    /// Replay a trace on a modelled cluster (no arguments: the built-in synthetic trace).
+    Simulate(simulate::SimulateArgs),
+    /// Measure engine speed: per-run and per-decision time of replays.
+    Bench(bench::BenchArgs),
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Strategies => {
+            for p in gantry_core::policies::POLICIES {
+                let tag = if p.published { " [published]" } else { "" };
+                println!("{:<15} {}{tag}", p.name, p.summary);
+            }
+            Ok(())
+        }
+        Command::Simulate(args) => simulate::run(args),
+        Command::Bench(args) => bench::run(args),
+    }
+}
