@@ -4,6 +4,7 @@ pub mod grid;
 pub mod metrics;
 pub mod openb;
 pub mod protocol;
+pub mod published;
 pub mod report;
 pub mod run;
 pub mod svg;

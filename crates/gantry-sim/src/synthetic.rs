@@ -3,7 +3,8 @@
 //! Cluster (80 nodes, 368 GPUs): 8 x (8 H100-80GB, 128 cores, 1 TiB), 16 x (8 A100-80GB, 96 cores,
 //! 768 GiB), 32 x (4 T4, 64 cores, 256 GiB), 24 x (2 V100, 32 cores, 128 GiB).
 //! Workload (1,000 pods from a fixed seed, shaped like openb): 12 % CPU-only, 40 % sharing pods of
-//! 100..700 milli, 40 % one whole GPU, 4 % two, 2 % four, 2 % eight; 15 % of GPU pods pin a model.
+//! 100..700 milli, 40 % one whole GPU, 4 % two, 2 % four, 2 % eight; 15 % of GPU pods pin a model
+//! (one whose nodes have enough GPUs, in proportion to its GPUs).
 
 use crate::openb::{Trace, TracePod};
 use gantry_core::Rng;
@@ -34,7 +35,20 @@ pub fn synthetic_trace() -> Trace {
             });
         }
     }
-    let names: Vec<&str> = groups.iter().map(|g| g.0).collect();
+    // A pinned pod names a model whose nodes can hold its GPU count, weighted by that model's GPUs.
+    let pick_model = |k: u8, rng: &mut Rng| -> &str {
+        let fits = groups.iter().filter(|g| g.2 >= k);
+        let total: u64 = fits.clone().map(|g| u64::from(g.1) * u64::from(g.2)).sum();
+        let mut ticket = rng.below(total);
+        for g in fits {
+            let w = u64::from(g.1) * u64::from(g.2);
+            if ticket < w {
+                return g.0;
+            }
+            ticket -= w;
+        }
+        groups[0].0
+    };
     let mut rng = Rng::new(SYNTHETIC_SEED);
     let shares = [100u16, 250, 300, 460, 500, 700];
     let mut pods = Vec::with_capacity(1000);
@@ -59,7 +73,7 @@ pub fn synthetic_trace() -> Trace {
         let mut allowed = ModelSet::ANY;
         let mut spec = String::new();
         if gpu != GpuDemand::None && rng.below(100) < 15 {
-            let name = names[rng.below(names.len() as u64) as usize];
+            let name = pick_model(gpu.gpu_count() as u8, &mut rng);
             allowed.insert(models.get(name).expect("interned above"));
             spec = name.to_string();
         }

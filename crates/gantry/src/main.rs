@@ -1,6 +1,7 @@
 //! `gantry`: the command-line entry point; each subcommand dispatches to a library crate.
 
 mod bench;
+mod reproduce;
 mod seeds;
 mod simulate;
 
@@ -20,6 +21,8 @@ enum Command {
     Strategies,
     /// Replay a trace on a modelled cluster (no arguments: the built-in synthetic trace).
     Simulate(simulate::SimulateArgs),
+    /// Reproduce the published openb results: our table beside theirs.
+    Reproduce(reproduce::ReproduceArgs),
     /// Measure engine speed: per-run and per-decision time of replays.
     Bench(bench::BenchArgs),
 }
@@ -35,6 +38,7 @@ fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::Simulate(args) => simulate::run(args),
+        Command::Reproduce(args) => reproduce::run(args),
         Command::Bench(args) => bench::run(args),
     }
 }
