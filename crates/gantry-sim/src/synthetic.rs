@@ -2,7 +2,7 @@
 //!
 //! Cluster (80 nodes, 368 GPUs): 8 x (8 H100-80GB, 128 cores, 1 TiB), 16 x (8 A100-80GB, 96 cores,
 //! 768 GiB), 32 x (4 T4, 64 cores, 256 GiB), 24 x (2 V100, 32 cores, 128 GiB).
-//! Workload (1,000 pods from a fixed seed, shaped like openb): 12 % CPU-only, 40 % sharing pods of
+//! Workload (420 pods from a fixed seed, about 99 % of GPU capacity, shaped like openb): 12 % CPU-only, 40 % sharing pods of
 //! 100..700 milli, 40 % one whole GPU, 4 % two, 2 % four, 2 % eight; 15 % of GPU pods pin a model
 //! (one whose nodes have enough GPUs, in proportion to its GPUs).
 
@@ -12,6 +12,9 @@ use gantry_core::model::{GpuDemand, GpuModels, ModelSet, NodeSpec, Pod};
 
 /// Seed of the built-in workload (fixed: the synthetic trace is the same on every machine).
 pub const SYNTHETIC_SEED: u64 = 20_261_125;
+
+/// Pods in the built-in workload.
+const PODS: usize = 420;
 
 /// The built-in synthetic trace.
 pub fn synthetic_trace() -> Trace {
@@ -51,8 +54,8 @@ pub fn synthetic_trace() -> Trace {
     };
     let mut rng = Rng::new(SYNTHETIC_SEED);
     let shares = [100u16, 250, 300, 460, 500, 700];
-    let mut pods = Vec::with_capacity(1000);
-    for i in 0..1000 {
+    let mut pods = Vec::with_capacity(PODS);
+    for i in 0..PODS {
         let roll = rng.below(100);
         let (gpu, cpu_per_gpu) = match roll {
             0..=11 => (GpuDemand::None, 0),
