@@ -1,5 +1,6 @@
 //! Trace replay for Gantry's engine: openb readers, the published protocol, metrics and reports.
 
+pub mod bound;
 pub mod grid;
 pub mod metrics;
 pub mod openb;

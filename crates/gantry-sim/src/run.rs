@@ -67,6 +67,26 @@ impl<'a> Prepared<'a> {
         }
     }
 
+    /// The arrival order of one seed (the first draws of that seed's RNG), independent of the policy.
+    pub fn arrivals(&self, seed: u64, inflate: f64) -> Vec<&'a crate::openb::TracePod> {
+        let mut rng = Rng::new(seed);
+        protocol::arrivals(&self.sorted, self.capacity_milli, inflate, &mut rng)
+            .into_iter()
+            .map(|i| self.sorted[i])
+            .collect()
+    }
+
+    /// Lower bound on unallocated GPU % at arrival `x` for one seed's arrivals (see [`crate::bound`]).
+    pub fn lower_bound(
+        &self,
+        seed: u64,
+        inflate: f64,
+        x: i64,
+    ) -> Result<Option<f64>, crate::bound::BoundError> {
+        let arrivals = self.arrivals(seed, inflate);
+        crate::bound::unallocated_lower_bound(&self.trace.nodes, &arrivals, self.capacity_milli, x)
+    }
+
     /// Replays the trace once: seeded shuffle, inflation, seeded node order, then one pod at a time.
     pub fn run(&self, policy: Policy, seed: u64, inflate: f64) -> Result<RunResult, RunError> {
         let mut rng = Rng::new(seed);

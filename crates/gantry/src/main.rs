@@ -1,6 +1,7 @@
 //! `gantry`: the command-line entry point; each subcommand dispatches to a library crate.
 
 mod bench;
+mod bound;
 mod reproduce;
 mod seeds;
 mod simulate;
@@ -23,6 +24,8 @@ enum Command {
     Simulate(simulate::SimulateArgs),
     /// Reproduce the published openb results: our table beside theirs.
     Reproduce(reproduce::ReproduceArgs),
+    /// Offline lower bound on unallocated GPU % (LP relaxation that knows every pod in advance).
+    Bound(bound::BoundArgs),
     /// Measure engine speed: per-run and per-decision time of replays.
     Bench(bench::BenchArgs),
 }
@@ -39,6 +42,7 @@ fn main() -> anyhow::Result<()> {
         }
         Command::Simulate(args) => simulate::run(args),
         Command::Reproduce(args) => reproduce::run(args),
+        Command::Bound(args) => bound::run(args),
         Command::Bench(args) => bench::run(args),
     }
 }
