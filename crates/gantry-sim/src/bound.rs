@@ -1,18 +1,21 @@
 //! An offline lower bound on unallocated GPUs: what no scheduler, even one that knows every pod in
 //! advance and may move them freely, can beat.
 //!
-//! Relaxation: nodes are pooled by type (model, GPUs, CPU, memory per node); pods are grouped by
-//! (CPU, memory, GPU demand, allowed models); a group may go to a pool only if one node of the pool could
-//! hold one of its pods. A linear program then packs pods fractionally into the pools' total GPU milli,
-//! CPU and memory, maximising allocated GPU milli. Dropping integrality (pods split across nodes,
-//! shares across GPUs) only adds freedom, so the optimum is an upper bound on what any placement of
-//! the same pods allocates, and 100 % minus it is a lower bound on unallocated GPU %.
+//! Relaxation (a linear program, solved exactly): whole-GPU pods are packed fractionally into pools
+//! of identical nodes (model, GPUs, CPU, memory), within each pool's total GPUs, CPU and memory and
+//! only where one node of the pool could hold one pod. Sharing pods keep their one real constraint
+//! that a fractional packing loses: shares on one GPU sum to at most 1000 milli. They are packed as
+//! *GPU configurations* (multisets of share sizes that fit one GPU, all maximal ones enumerated),
+//! any GPU of the cluster may take a configuration, and a slot may stay empty. Everything a real
+//! placement must respect beyond this (CPU and memory of sharing pods, model constraints of shares,
+//! integrality) is dropped, so the LP optimum is an upper bound on what any placement allocates, and
+//! 100 % minus it is a lower bound on unallocated GPU %.
 
 use crate::metrics::arrived_pct;
 use crate::openb::TracePod;
-use gantry_core::model::{GpuDemand, ModelId, ModelSet, NodeSpec, Pod};
-use minilp::{ComparisonOp, OptimizationDirection, Problem};
-use std::collections::HashMap;
+use gantry_core::model::{GPU_MILLI, GpuDemand, ModelId, ModelSet, NodeSpec, Pod};
+use minilp::{ComparisonOp, LinearExpr, OptimizationDirection, Problem};
+use std::collections::{BTreeMap, HashMap};
 
 /// The LP could not be solved (it always has the all-zero solution, so this is a solver failure).
 #[derive(Debug, thiserror::Error)]
@@ -25,6 +28,28 @@ struct PoolKey {
     gpus: u8,
     cpu: u64,
     memory: u64,
+}
+
+/// Every maximal multiset of `sizes` (ascending, distinct) that fits in one GPU: no size fits beside it.
+fn maximal_configs(sizes: &[u32]) -> Vec<Vec<u32>> {
+    fn walk(sizes: &[u32], i: usize, left: u32, counts: &mut Vec<u32>, out: &mut Vec<Vec<u32>>) {
+        if i == sizes.len() {
+            if sizes.first().is_none_or(|&s| left < s) {
+                out.push(counts.clone());
+            }
+            return;
+        }
+        let mut k = 0;
+        while k * sizes[i] <= left {
+            counts.push(k);
+            walk(sizes, i + 1, left - k * sizes[i], counts, out);
+            counts.pop();
+            k += 1;
+        }
+    }
+    let mut out = Vec::new();
+    walk(sizes, 0, GPU_MILLI, &mut Vec::new(), &mut out);
+    out
 }
 
 /// Most GPU milli any placement of `pods` on `nodes` can allocate (an upper bound, by LP relaxation).
@@ -41,35 +66,47 @@ pub fn max_allocatable_milli(nodes: &[NodeSpec], pods: &[&Pod]) -> Result<f64, B
     }
     let mut pools: Vec<(PoolKey, u64)> = pools.into_iter().collect();
     pools.sort_by_key(|(k, _)| (k.model, k.gpus, k.cpu, k.memory));
-    let mut groups: HashMap<(u64, u64, GpuDemand, ModelSet), u64> = HashMap::new();
-    for p in pods.iter().filter(|p| p.gpu != GpuDemand::None) {
-        *groups
-            .entry((p.cpu_milli, p.memory_mib, p.gpu, p.models))
-            .or_default() += 1;
+    let total_gpus: f64 = pools
+        .iter()
+        .map(|(k, n)| (u64::from(k.gpus) * n) as f64)
+        .sum();
+    let mut whole: HashMap<(u64, u64, u8, ModelSet), u64> = HashMap::new();
+    let mut shares: BTreeMap<u32, u64> = BTreeMap::new();
+    for p in pods {
+        match p.gpu {
+            GpuDemand::None => {}
+            GpuDemand::Share(m) => *shares.entry(u32::from(m)).or_default() += 1,
+            GpuDemand::Whole(k) => {
+                *whole
+                    .entry((p.cpu_milli, p.memory_mib, k, p.models))
+                    .or_default() += 1
+            }
+        }
     }
-    let mut groups: Vec<_> = groups.into_iter().collect();
-    groups.sort_by_key(|((cpu, mem, gpu, models), _)| {
+    let mut whole: Vec<_> = whole.into_iter().collect();
+    whole.sort_by_key(|((cpu, mem, k, models), _)| {
         (
             *cpu,
             *mem,
-            gpu.total_milli(),
-            gpu.gpu_count(),
+            *k,
             models.iter().map(|m| m.0).collect::<Vec<_>>(),
         )
     });
     let mut lp = Problem::new(OptimizationDirection::Maximize);
+    let mut gpus_used = LinearExpr::empty();
     let mut per_pool: Vec<Vec<(minilp::Variable, f64, f64, f64)>> = vec![Vec::new(); pools.len()];
-    for ((cpu, mem, gpu, models), count) in &groups {
-        let milli = f64::from(gpu.total_milli());
+    for ((cpu, mem, k, models), count) in &whole {
+        let milli = f64::from(*k) * f64::from(GPU_MILLI);
         let mut vars = Vec::new();
         for (i, (pool, _)) in pools.iter().enumerate() {
             let fits = pool.model.is_some_and(|m| models.allows(m))
-                && u32::from(pool.gpus) >= gpu.gpu_count()
+                && pool.gpus >= *k
                 && pool.cpu >= *cpu
                 && pool.memory >= *mem;
             if fits {
                 let v = lp.add_var(milli, (0.0, *count as f64));
-                per_pool[i].push((v, milli, *cpu as f64, *mem as f64));
+                per_pool[i].push((v, f64::from(*k), *cpu as f64, *mem as f64));
+                gpus_used.add(v, f64::from(*k));
                 vars.push((v, 1.0));
             }
         }
@@ -85,10 +122,29 @@ pub fn max_allocatable_milli(nodes: &[NodeSpec], pods: &[&Pod]) -> Result<f64, B
         let gpu: Vec<_> = per_pool[i].iter().map(|&(v, g, _, _)| (v, g)).collect();
         let cpu: Vec<_> = per_pool[i].iter().map(|&(v, _, c, _)| (v, c)).collect();
         let mem: Vec<_> = per_pool[i].iter().map(|&(v, _, _, m)| (v, m)).collect();
-        lp.add_constraint(&gpu, ComparisonOp::Le, n * f64::from(pool.gpus) * 1000.0);
+        lp.add_constraint(&gpu, ComparisonOp::Le, n * f64::from(pool.gpus));
         lp.add_constraint(&cpu, ComparisonOp::Le, n * pool.cpu as f64);
         lp.add_constraint(&mem, ComparisonOp::Le, n * pool.memory as f64);
     }
+    let sizes: Vec<u32> = shares.keys().copied().collect();
+    let mut used_of_size: Vec<LinearExpr> = sizes.iter().map(|_| LinearExpr::empty()).collect();
+    for config in maximal_configs(&sizes) {
+        let milli: u32 = config.iter().zip(&sizes).map(|(k, s)| k * s).sum();
+        let v = lp.add_var(f64::from(milli), (0.0, f64::INFINITY));
+        gpus_used.add(v, 1.0);
+        for (j, &k) in config.iter().enumerate() {
+            if k > 0 {
+                used_of_size[j].add(v, f64::from(k));
+            }
+        }
+    }
+    for ((size, count), mut used) in shares.iter().zip(used_of_size) {
+        // An empty slot of this size: it counts against the configuration's milli.
+        let empty = lp.add_var(-f64::from(*size), (0.0, f64::INFINITY));
+        used.add(empty, -1.0);
+        lp.add_constraint(used, ComparisonOp::Le, *count as f64);
+    }
+    lp.add_constraint(gpus_used, ComparisonOp::Le, total_gpus);
     lp.solve()
         .map(|s| s.objective())
         .map_err(|e| BoundError(e.to_string()))
@@ -175,6 +231,35 @@ mod tests {
     }
 
     #[test]
+    fn shares_that_cannot_pair_each_take_a_gpu() {
+        let mut models = GpuModels::default();
+        let a = models.intern("A").unwrap();
+        let nodes = [node("a", a, 4, 64_000)];
+        let share = |m| Pod {
+            cpu_milli: 1,
+            memory_mib: 1,
+            gpu: GpuDemand::Share(m),
+            models: ModelSet::ANY,
+        };
+        // Five 600-milli shares: no two fit one GPU, so 4 GPUs hold 4 of them: 2,400 milli, although
+        // their 3,000 milli total is below the 4,000 capacity.
+        let big = share(600);
+        let pods = [&big, &big, &big, &big, &big];
+        assert!((max_allocatable_milli(&nodes, &pods).unwrap() - 2400.0).abs() < 1e-6);
+        // A 400 pairs with a 600: four 600s and one 400 fill 3,400 milli.
+        let small = share(400);
+        let pods = [&big, &big, &big, &big, &big, &small];
+        assert!((max_allocatable_milli(&nodes, &pods).unwrap() - 2800.0).abs() < 1e-6);
+    }
+
+    #[test]
+    fn maximal_configs_leave_no_room_for_another_share() {
+        let configs = maximal_configs(&[300, 600]);
+        // 3x300 (100 left), 1x300+1x600 (100 left); 0x300+1x600 leaves 400 >= 300, not maximal.
+        assert_eq!(configs, vec![vec![1, 1], vec![3, 0]]);
+    }
+
+    #[test]
     fn cpu_limits_what_fits() {
         let mut models = GpuModels::default();
         let a = models.intern("A").unwrap();
@@ -182,11 +267,11 @@ mod tests {
         let hungry = Pod {
             cpu_milli: 4_000,
             memory_mib: 1,
-            gpu: GpuDemand::Share(500),
+            gpu: GpuDemand::Whole(1),
             models: ModelSet::ANY,
         };
-        // CPU allows two of the four pods: 1,000 milli of the 4,000.
+        // CPU allows two of the four 1-GPU pods: 2,000 milli of the 4,000.
         let pods = [&hungry, &hungry, &hungry, &hungry];
-        assert!((max_allocatable_milli(&nodes, &pods).unwrap() - 1000.0).abs() < 1e-6);
+        assert!((max_allocatable_milli(&nodes, &pods).unwrap() - 2000.0).abs() < 1e-6);
     }
 }
