@@ -9,7 +9,7 @@ use crate::devices;
 use crate::filter::{Rejection, filter};
 use crate::frag::TargetWorkload;
 use crate::model::{GpuDemand, GpuSet, Pod};
-use crate::policies::{Policy, ScoreContext, Selection, fgd};
+use crate::policies::{Policy, ScoreContext, Selection, fgd, gantry};
 use crate::rng::Rng;
 use serde::Serialize;
 use std::collections::HashMap;
@@ -198,9 +198,13 @@ impl Engine {
         };
         let chosen = &nodes[node];
         let gpus = match (self.policy.share_rule(), pod.gpu) {
-            (None, GpuDemand::Share(_)) => fgd::score_and_gpu(chosen, pod, &self.config.target)
-                .1
-                .map_or(GpuSet(0), GpuSet::one),
+            (None, GpuDemand::Share(_)) => {
+                let gpu = match self.policy {
+                    Policy::Gantry => gantry::score_and_gpu(chosen, pod, &ctx).1,
+                    _ => fgd::score_and_gpu(chosen, pod, &self.config.target).1,
+                };
+                gpu.map_or(GpuSet(0), GpuSet::one)
+            }
             (rule, demand) => devices::pick(
                 chosen,
                 demand,

@@ -18,7 +18,7 @@ pub struct BenchArgs {
     #[arg(long, value_name = "FILE", value_delimiter = ',')]
     pods: Vec<PathBuf>,
     /// Policies, comma separated.
-    #[arg(long, default_value = "fgd")]
+    #[arg(long, default_value = "gantry")]
     policy: String,
     /// Seeds, one replay each.
     #[arg(long, default_value = "42")]

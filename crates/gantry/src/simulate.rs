@@ -17,7 +17,7 @@ use std::time::Duration;
 #[derive(Args, Clone, Debug)]
 pub struct SimOptions {
     /// Placement policies, comma separated (`published` = the six published ones, `all` = every one).
-    #[arg(long, default_value = "fgd")]
+    #[arg(long, default_value = "gantry")]
     pub policy: String,
     /// Seeds: a range `42-51`, a list `1,2,3`, or one seed.
     #[arg(long, default_value = "42-51")]

@@ -12,6 +12,39 @@ fn sigmoid(x: f64) -> f64 {
     1.0 / (1.0 + (-x).exp())
 }
 
+/// The published score of a fragment change: trunc(100 x sigmoid((F_before - F_after) / 1000)).
+pub fn score_class(before: f64, after: f64) -> f64 {
+    (sigmoid((before - after) / 1000.0) * 100.0).trunc()
+}
+
+/// `node`'s expected fragment after `pod` lands on it (a sharing pod on GPU `share_gpu`).
+pub fn fragment_after(
+    node: &Node,
+    pod: &Pod,
+    share_gpu: Option<usize>,
+    target: &TargetWorkload,
+) -> f64 {
+    let count = node.gpus().len();
+    let mut gpus = [0u16; MAX_GPUS_PER_NODE];
+    gpus[..count].copy_from_slice(node.gpus());
+    match (pod.gpu, share_gpu) {
+        (GpuDemand::Share(m), Some(i)) => gpus[i] -= m,
+        (GpuDemand::Whole(k), _) => {
+            // Idle GPUs are interchangeable for the fragment: take any k of them.
+            let mut left = k;
+            for g in gpus[..count].iter_mut() {
+                if left > 0 && u32::from(*g) == GPU_MILLI {
+                    *g = 0;
+                    left -= 1;
+                }
+            }
+        }
+        _ => {}
+    }
+    let cpu_after = node.cpu_free.saturating_sub(pod.cpu_milli);
+    node_fragment(view(node, cpu_after, &gpus[..count]), target)
+}
+
 fn view<'a>(node: &Node, cpu_free: u64, gpus: &'a [u16]) -> FragView<'a> {
     FragView {
         model: node.spec.gpu_model,
@@ -25,46 +58,33 @@ pub fn fragment(node: &Node, target: &TargetWorkload) -> f64 {
     node_fragment(view(node, node.cpu_free, node.gpus()), target)
 }
 
+/// The GPUs of `node` a sharing pod of `milli` fits on.
+pub fn fitting_gpus(node: &Node, milli: u16) -> impl Iterator<Item = usize> + '_ {
+    node.gpus()
+        .iter()
+        .enumerate()
+        .filter(move |&(_, &f)| f >= milli)
+        .map(|(i, _)| i)
+}
+
 /// The FGD score of `pod` on `node` and, for a sharing pod, the GPU that achieves it.
 pub fn score_and_gpu(node: &Node, pod: &Pod, target: &TargetWorkload) -> (f64, Option<usize>) {
     let before = fragment(node, target);
-    let cpu_after = node.cpu_free.saturating_sub(pod.cpu_milli);
-    let count = node.gpus().len();
-    let mut gpus = [0u16; MAX_GPUS_PER_NODE];
-    gpus[..count].copy_from_slice(node.gpus());
-    let delta_score = |after: f64| (sigmoid((before - after) / 1000.0) * 100.0).trunc();
     match pod.gpu {
         GpuDemand::Share(m) => {
             let mut best: Option<(f64, usize)> = None;
-            for i in 0..count {
-                if gpus[i] < m {
-                    continue;
-                }
-                gpus[i] -= m;
-                let s = delta_score(node_fragment(view(node, cpu_after, &gpus[..count]), target));
-                gpus[i] += m;
+            for i in fitting_gpus(node, m) {
+                let s = score_class(before, fragment_after(node, pod, Some(i), target));
                 if best.is_none_or(|(b, _)| s > b) {
                     best = Some((s, i));
                 }
             }
             best.map_or((0.0, None), |(s, i)| (s, Some(i)))
         }
-        GpuDemand::Whole(k) => {
-            // Idle GPUs are interchangeable for the fragment: take any k of them.
-            let mut left = k;
-            for g in gpus[..count].iter_mut() {
-                if left > 0 && u32::from(*g) == GPU_MILLI {
-                    *g = 0;
-                    left -= 1;
-                }
-            }
-            let after = node_fragment(view(node, cpu_after, &gpus[..count]), target);
-            (delta_score(after), None)
-        }
-        GpuDemand::None => {
-            let after = node_fragment(view(node, cpu_after, &gpus[..count]), target);
-            (delta_score(after), None)
-        }
+        _ => (
+            score_class(before, fragment_after(node, pod, None, target)),
+            None,
+        ),
     }
 }
 

@@ -8,6 +8,7 @@ pub mod bestfit;
 pub mod binpack;
 pub mod dotprod;
 pub mod fgd;
+pub mod gantry;
 pub mod gpuclustering;
 pub mod gpupacking;
 pub mod least_utilized;
@@ -37,6 +38,8 @@ pub struct ScoreContext<'a> {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Policy {
+    /// Gantry's default: FGD's fragmentation classes, refined inside each class.
+    Gantry,
     /// Published: any feasible node at random.
     Random,
     /// Published: least aligned free/requested (CPU, GPU) vectors.
@@ -93,6 +96,12 @@ pub struct PolicyInfo {
 
 /// Every policy, in the order `gantry strategies` lists them.
 pub const POLICIES: &[PolicyInfo] = &[
+    PolicyInfo {
+        policy: Policy::Gantry,
+        name: "gantry",
+        summary: "the default: FGD's fragmentation classes; inside a class CPU-only pods go where no idle GPU is left to strand, shares to the GPU with the least exact fragment",
+        published: false,
+    },
     PolicyInfo {
         policy: Policy::Fgd,
         name: "fgd",
@@ -219,7 +228,7 @@ impl Policy {
     /// How a sharing pod's GPU is chosen on the selected node (FGD chooses by its own score).
     pub fn share_rule(self) -> Option<ShareRule> {
         match self {
-            Policy::Fgd => None,
+            Policy::Fgd | Policy::Gantry => None,
             Policy::Random => Some(ShareRule::Random),
             Policy::LeastUtilized | Policy::Spread => Some(ShareRule::MostFree),
             _ => Some(ShareRule::BestFit),
@@ -235,6 +244,7 @@ impl Policy {
             Policy::GpuPacking => gpupacking::score(node, pod, ctx),
             Policy::BestFitPublished => bestfit::score(node, pod, ctx),
             Policy::Fgd => fgd::score(node, pod, ctx),
+            Policy::Gantry => gantry::score(node, pod, ctx),
             Policy::LeastUtilized => least_utilized::score(node, pod, ctx),
             Policy::BestFit => best_fit::score(node, pod, ctx),
             Policy::Priority => priority::score(node, pod, ctx),
