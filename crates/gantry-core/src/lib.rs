@@ -12,6 +12,7 @@ pub mod frag;
 pub mod model;
 pub mod policies;
 pub mod rng;
+pub mod spec;
 
 pub use cluster::Cluster;
 pub use engine::{Engine, EngineConfig, Placement, Unschedulable};

@@ -5,6 +5,7 @@ mod bound;
 mod reproduce;
 mod seeds;
 mod simulate;
+mod specs;
 
 use clap::{Parser, Subcommand};
 
@@ -28,6 +29,10 @@ enum Command {
     Bound(bound::BoundArgs),
     /// Measure engine speed: per-run and per-decision time of replays.
     Bench(bench::BenchArgs),
+    /// Check workload and cluster YAML; print every problem as `FILE: path.to.field: problem`.
+    Validate(specs::ValidateArgs),
+    /// Print the JSON Schema of a workload spec or of a cluster file.
+    Schema(specs::SchemaArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -44,5 +49,7 @@ fn main() -> anyhow::Result<()> {
         Command::Reproduce(args) => reproduce::run(args),
         Command::Bound(args) => bound::run(args),
         Command::Bench(args) => bench::run(args),
+        Command::Validate(args) => specs::validate(args),
+        Command::Schema(args) => specs::schema(args),
     }
 }
