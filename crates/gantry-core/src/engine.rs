@@ -20,6 +20,8 @@ use std::fmt;
 pub struct EngineConfig {
     /// Expected pod shapes and frequencies (empty: fragmentation-aware policies see no target).
     pub target: TargetWorkload,
+    /// What the `gantry` policy knows from history (default: nothing, so only FGD's class counts).
+    pub gantry: gantry::GantryInputs,
 }
 
 /// Where a pod goes: node index, GPUs, and the winning score.
@@ -139,6 +141,7 @@ impl Engine {
             target: &self.config.target,
             max_cpu_milli: cluster.max_cpu_milli(),
             max_gpu_milli: cluster.max_gpu_milli(),
+            gantry: &self.config.gantry,
         };
         let nodes = cluster.nodes();
         let mut rejections: Vec<(&'static str, u32, Rejection)> = Vec::new();

@@ -59,6 +59,7 @@ fn no_policy_ever_over_allocates_or_breaks_a_constraint() {
                 info.policy,
                 EngineConfig {
                     target: target.clone(),
+                    gantry: gantry_inputs(),
                 },
             );
             let mut rng = Rng::new(seed ^ 0xABCD);
@@ -135,6 +136,7 @@ fn same_seed_same_decisions() {
                 info.policy,
                 EngineConfig {
                     target: target.clone(),
+                    gantry: gantry_inputs(),
                 },
             );
             for pod in &pods {
@@ -199,4 +201,12 @@ fn commit_refuses_what_does_not_fit_and_changes_nothing() {
             .commit(3, &share, gantry_core::model::GpuSet::one(0))
             .is_err()
     );
+}
+
+/// Share prices and a CPU ratio like those of openb, so `gantry` runs with every term active.
+fn gantry_inputs() -> gantry_core::policies::gantry::GantryInputs {
+    gantry_core::policies::gantry::GantryInputs::new(
+        &[(250, 0.25), (300, 0.3333), (500, 0.5), (800, 1.0)],
+        10.0,
+    )
 }

@@ -31,7 +31,7 @@ struct PoolKey {
 }
 
 /// Every maximal multiset of `sizes` (ascending, distinct) that fits in one GPU: no size fits beside it.
-fn maximal_configs(sizes: &[u32]) -> Vec<Vec<u32>> {
+pub(crate) fn maximal_configs(sizes: &[u32]) -> Vec<Vec<u32>> {
     fn walk(sizes: &[u32], i: usize, left: u32, counts: &mut Vec<u32>, out: &mut Vec<Vec<u32>>) {
         if i == sizes.len() {
             if sizes.first().is_none_or(|&s| left < s) {

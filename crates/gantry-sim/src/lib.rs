@@ -4,6 +4,7 @@ pub mod bound;
 pub mod grid;
 pub mod metrics;
 pub mod openb;
+pub mod plan;
 pub mod protocol;
 pub mod published;
 pub mod report;

@@ -2,9 +2,11 @@
 
 use crate::metrics::{ArrivalPoint, unallocated_curve};
 use crate::openb::Trace;
+use crate::plan::PlanError;
 use crate::protocol;
 use gantry_core::engine::PlaceError;
 use gantry_core::frag::TargetWorkload;
+use gantry_core::policies::gantry::GantryInputs;
 use gantry_core::{Cluster, Engine, EngineConfig, Policy, Rng};
 use std::collections::BTreeMap;
 
@@ -47,24 +49,33 @@ pub struct Prepared<'a> {
     pub sorted: Vec<&'a crate::openb::TracePod>,
     /// The target workload for fragmentation-aware policies.
     pub target: TargetWorkload,
+    /// What the `gantry` policy learns from the trace's pods (share prices, CPU per GPU).
+    pub gantry: GantryInputs,
     /// Cluster GPU capacity in milli.
     pub capacity_milli: u64,
 }
 
 impl<'a> Prepared<'a> {
-    /// Prepares `trace` for replay.
-    pub fn new(trace: &'a Trace) -> Self {
+    /// Prepares `trace` for replay; its own pods are the history policies learn from.
+    pub fn new(trace: &'a Trace) -> Result<Self, PlanError> {
+        Self::with_history(trace, trace)
+    }
+
+    /// Prepares `trace` for replay with `history`'s pods as what `fgd` and `gantry` learn from (its
+    /// pod shapes, share prices and CPU per GPU); `history` must use the same node list.
+    pub fn with_history(trace: &'a Trace, history: &Trace) -> Result<Self, PlanError> {
         let capacity_milli = trace
             .nodes
             .iter()
             .map(|n| u64::from(n.gpu_count) * 1000)
             .sum();
-        Prepared {
+        Ok(Prepared {
             trace,
             sorted: protocol::by_name(trace),
-            target: protocol::target_workload(trace),
+            target: protocol::target_workload(history),
+            gantry: crate::plan::gantry_inputs(history.pods.iter().map(|p| &p.pod))?,
             capacity_milli,
-        }
+        })
     }
 
     /// The arrival order of one seed (the first draws of that seed's RNG), independent of the policy.
@@ -98,6 +109,7 @@ impl<'a> Prepared<'a> {
             policy,
             EngineConfig {
                 target: self.target.clone(),
+                gantry: self.gantry.clone(),
             },
         );
         let mut points = Vec::with_capacity(arrivals.len());

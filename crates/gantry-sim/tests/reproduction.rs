@@ -32,7 +32,7 @@ fn default_trace_matches_published_fgd_and_bestfit() {
     .unwrap();
     assert_eq!(trace.nodes.len(), 1213);
     assert_eq!(trace.pods.len(), 8152);
-    let prepared = Prepared::new(&trace);
+    let prepared = Prepared::new(&trace).unwrap();
     assert_eq!(prepared.capacity_milli, 6_212_000);
     for policy in [Policy::Fgd, Policy::BestFitPublished] {
         let values: Vec<f64> = (42..45)
@@ -58,7 +58,7 @@ fn inflation_follows_the_published_stopping_rule() {
         &dir.join("openb_pod_list_default.csv"),
     )
     .unwrap();
-    let prepared = Prepared::new(&trace);
+    let prepared = Prepared::new(&trace).unwrap();
     let r = prepared.run(Policy::Random, 42, 1.3).unwrap();
     let target = 1.3 * 6_212_000.0;
     let arrived = r.points.last().unwrap().arrived_milli as f64;

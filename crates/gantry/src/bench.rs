@@ -44,7 +44,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         "trace", "policy", "seed", "pods", "best ms", "median ms", "us/decision"
     );
     for trace in &traces {
-        let prepared = Prepared::new(trace);
+        let prepared = Prepared::new(trace)?;
         for &policy in &policies {
             for &seed in &seeds {
                 let mut times = Vec::with_capacity(args.repeat);

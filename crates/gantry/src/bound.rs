@@ -37,7 +37,7 @@ pub fn run(args: BoundArgs) -> anyhow::Result<()> {
     let traces = load_traces(args.nodes.as_deref(), &args.pods)?;
     let mut out = Vec::new();
     for trace in &traces {
-        let prepared = Prepared::new(trace);
+        let prepared = Prepared::new(trace)?;
         let mut row = serde_json::Map::new();
         row.insert("trace".into(), trace.name.clone().into());
         row.insert("seeds".into(), seeds.clone().into());

@@ -40,6 +40,9 @@ pub struct ReproduceArgs {
     /// Add a column with the offline lower bound on unallocated GPU % (see `gantry bound`).
     #[arg(long)]
     bound: bool,
+    /// Learn from this trace's pods (e.g. `default`) for every trace, instead of each trace's own.
+    #[arg(long, value_name = "TRACE")]
+    history: Option<String>,
     /// Traces held out while designing `gantry`, comma separated: summarised separately.
     #[arg(long, value_delimiter = ',')]
     held_out: Vec<String>,
@@ -70,7 +73,19 @@ pub fn run(args: ReproduceArgs) -> anyhow::Result<()> {
         .iter()
         .map(|p| read_trace(&nodes, p))
         .collect::<Result<Vec<_>, _>>()?;
-    let prepared: Vec<Prepared<'_>> = traces.iter().map(Prepared::new).collect();
+    let history = match &args.history {
+        Some(name) => Some(traces.iter().find(|t| &t.name == name).with_context(|| {
+            format!(
+                "--history: no trace named {name:?} in {}",
+                args.traces.display()
+            )
+        })?),
+        None => None,
+    };
+    let prepared = traces
+        .iter()
+        .map(|t| Prepared::with_history(t, history.unwrap_or(t)))
+        .collect::<Result<Vec<_>, _>>()?;
     let mut jobs = Vec::new();
     for t in 0..traces.len() {
         for &policy in &policies {

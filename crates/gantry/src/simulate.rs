@@ -107,7 +107,10 @@ pub fn run(args: SimulateArgs) -> anyhow::Result<()> {
     let policies = parse_policies(&opts.policy)?;
     let seeds = parse_seeds(&opts.seeds)?;
     let traces = load_traces(nodes.as_deref(), &pods)?;
-    let prepared: Vec<Prepared<'_>> = traces.iter().map(Prepared::new).collect();
+    let prepared = traces
+        .iter()
+        .map(Prepared::new)
+        .collect::<Result<Vec<_>, _>>()?;
     let mut jobs = Vec::new();
     for t in 0..prepared.len() {
         for &policy in &policies {

@@ -1,42 +1,138 @@
-//! `gantry`: Gantry's default: FGD's fragmentation classes, refined inside each class.
+//! `gantry`: Gantry's default: least expected waste, measured against a packing plan from history.
 //!
-//! Like FGD, a placement's class is trunc(100 x sigmoid((F_before - F_after) / 1000)), where F is the
-//! node's expected GPU fragment against the target workload (see `frag`); the highest class wins and,
-//! inside a class, the earliest node in cluster order (a first fit, which packs). Two refinements
-//! break ties *inside* a class, never across classes:
-//! - a CPU-only pod prefers the node with the least free GPU milli: its CPU is then taken where no
-//!   idle GPU can be stranded by it (score = class - 0.5 x free GPU milli / largest node's GPU milli);
-//! - a sharing pod takes, among the node's GPUs in the best class, the one whose exact fragment
-//!   change is best (FGD takes the lowest index).
+//! Two regrets, in GPUs, computed from the node alone (so the engine caches them per node version):
+//! - **Share regret.** From the history of sharing pods, an offline plan prices each share size
+//!   (`price[s]`: the fraction of a GPU an s-milli pod costs in the best packing of that history,
+//!   the dual of a cutting-stock LP; 810 costs 1, 470 costs 0.5, a 160 that fills what an 810
+//!   leaves costs 0). `fill[r]` is the most price a gap of r milli can still hold. Putting an
+//!   s-milli pod on a GPU with f milli free gives up `fill[f] - price[s] - fill[f - s] >= 0`: zero
+//!   when the pod follows the plan, positive when it spoils a gap the plan needs.
+//! - **CPU regret.** A node keeps its GPUs usable only while it keeps about `rho` milli-CPU per free
+//!   GPU milli (rho: CPU per GPU milli of GPU pods in history). Stranded(n) = max(0, free GPU milli -
+//!   free CPU / rho) / 1000; the regret is how much the placement grows it.
+//!
+//! score = -1e5 x round(share regret + CPU regret, 0.001) + class, where class is FGD's
+//! trunc(100 x sigmoid((F_before - F_after) / 1000)) (`frag`). Regret decides; FGD's class decides
+//! among equal regrets; inside a class the earliest node in cluster order wins (a first fit), except
+//! that a CPU-only pod prefers the node with the least free GPU milli (- 0.5 x free / largest node's).
+//! A sharing pod takes the GPU of its node with the best (regret, class, exact F_after).
 
 use super::ScoreContext;
 use super::fgd::{fitting_gpus, fragment, fragment_after, score_class};
-use crate::model::{GpuDemand, Node, Pod};
+use crate::model::{GPU_MILLI, GpuDemand, Node, Pod};
+
+/// What `gantry` knows from history: share prices, the fill value of every gap, CPU per GPU milli.
+#[derive(Clone, Debug, PartialEq)]
+pub struct GantryInputs {
+    /// Price (in GPUs) of a share of each size 0..=1000 milli; `None` for sizes not in the plan.
+    price: Vec<Option<f64>>,
+    /// Most total price a gap of each size 0..=1000 milli can hold.
+    fill: Vec<f64>,
+    /// CPU milli that GPU pods ask per GPU milli (0 = no CPU regret).
+    cpu_per_gpu_milli: f64,
+}
+
+impl Default for GantryInputs {
+    fn default() -> Self {
+        GantryInputs::new(&[], 0.0)
+    }
+}
+
+impl GantryInputs {
+    /// Inputs from share prices `(milli, price in GPUs)` and the CPU milli asked per GPU milli.
+    pub fn new(prices: &[(u16, f64)], cpu_per_gpu_milli: f64) -> Self {
+        let size = GPU_MILLI as usize + 1;
+        let mut price = vec![None; size];
+        for &(s, p) in prices {
+            if let Some(slot) = price.get_mut(usize::from(s)).filter(|_| s > 0) {
+                *slot = Some(p.max(0.0));
+            }
+        }
+        // Unbounded knapsack over the priced sizes: the best total price that fits in r milli.
+        let mut fill = vec![0.0f64; size];
+        for r in 1..size {
+            let mut best = fill[r - 1];
+            for (s, p) in price.iter().enumerate().take(r + 1).skip(1) {
+                if let Some(p) = p {
+                    best = best.max(p + fill[r - s]);
+                }
+            }
+            fill[r] = best;
+        }
+        GantryInputs {
+            price,
+            fill,
+            cpu_per_gpu_milli: if cpu_per_gpu_milli.is_finite() {
+                cpu_per_gpu_milli.max(0.0)
+            } else {
+                0.0
+            },
+        }
+    }
+
+    /// Plan value given up by putting `share` milli on a GPU with `free` milli (0 if unpriced).
+    pub fn share_regret(&self, free: u16, share: u16) -> f64 {
+        let (f, s) = (usize::from(free), usize::from(share));
+        match self.price.get(s).copied().flatten() {
+            Some(p) if s <= f && f < self.fill.len() => {
+                (self.fill[f] - p - self.fill[f - s]).max(0.0)
+            }
+            _ => 0.0,
+        }
+    }
+
+    /// GPUs of a node that its free CPU can no longer feed (in GPUs).
+    pub fn stranded(&self, cpu_free: u64, gpu_free_milli: u32) -> f64 {
+        if self.cpu_per_gpu_milli <= 0.0 {
+            return 0.0;
+        }
+        (f64::from(gpu_free_milli) - cpu_free as f64 / self.cpu_per_gpu_milli).max(0.0)
+            / f64::from(GPU_MILLI)
+    }
+
+    /// How much placing `pod` on `node` grows the node's stranded GPUs.
+    pub fn cpu_regret(&self, node: &Node, pod: &Pod) -> f64 {
+        let gpu_free = node.gpu_free_total();
+        let before = self.stranded(node.cpu_free, gpu_free);
+        let after = self.stranded(
+            node.cpu_free.saturating_sub(pod.cpu_milli),
+            gpu_free.saturating_sub(pod.gpu.total_milli()),
+        );
+        (after - before).max(0.0)
+    }
+}
+
+/// Regret dominates the class: one regret step (0.001 GPU) outweighs any class difference (0..=99).
+fn combine(regret: f64, class: f64) -> f64 {
+    -(regret * 1000.0).round() * 100.0 + class
+}
 
 /// The gantry score of `pod` on `node` and, for a sharing pod, the GPU it takes there.
 pub fn score_and_gpu(node: &Node, pod: &Pod, ctx: &ScoreContext<'_>) -> (f64, Option<usize>) {
-    let target = ctx.target;
+    let (target, inputs) = (ctx.target, ctx.gantry);
     let before = fragment(node, target);
+    let cpu_regret = inputs.cpu_regret(node, pod);
     match pod.gpu {
         GpuDemand::Share(m) => {
             let mut best: Option<(f64, f64, usize)> = None;
             for i in fitting_gpus(node, m) {
                 let after = fragment_after(node, pod, Some(i), target);
-                let class = score_class(before, after);
-                if best.is_none_or(|(c, a, _)| class > c || (class == c && after < a)) {
-                    best = Some((class, after, i));
+                let regret = cpu_regret + inputs.share_regret(node.gpus()[i], m);
+                let score = combine(regret, score_class(before, after));
+                if best.is_none_or(|(b, a, _)| score > b || (score == b && after < a)) {
+                    best = Some((score, after, i));
                 }
             }
-            best.map_or((0.0, None), |(c, _, i)| (c, Some(i)))
+            best.map_or((f64::NEG_INFINITY, None), |(s, _, i)| (s, Some(i)))
         }
-        GpuDemand::Whole(_) => (
-            score_class(before, fragment_after(node, pod, None, target)),
-            None,
-        ),
+        GpuDemand::Whole(_) => {
+            let class = score_class(before, fragment_after(node, pod, None, target));
+            (combine(cpu_regret, class), None)
+        }
         GpuDemand::None => {
             let class = score_class(before, fragment_after(node, pod, None, target));
             let free = f64::from(node.gpu_free_total()) / f64::from(ctx.max_gpu_milli.max(1));
-            (class - 0.5 * free, None)
+            (combine(cpu_regret, class) - 0.5 * free, None)
         }
     }
 }
@@ -127,5 +223,111 @@ mod tests {
         // A 380 share: GPU0 -> [320, 650]: F 0 -> 50; GPU1 -> [700, 270]: F 270 -> 43: GPU0.
         // A 360 share: GPU0 -> [340, 650]: 50; GPU1 -> [700, 290]: F 290 -> trunc(42.8) = 42.
         assert_eq!(score_and_gpu(node, &share_pod(1000, 360), &ctx).1, Some(0));
+    }
+
+    fn engine_run(
+        policy: Policy,
+        mut cluster: crate::cluster::Cluster,
+        config: EngineConfig,
+        pods: &[crate::model::Pod],
+    ) -> usize {
+        let mut engine = Engine::new(policy, config);
+        let mut rng = Rng::new(7);
+        pods.iter()
+            .filter(|p| match engine.place(&mut cluster, p, &mut rng) {
+                Ok(_) => true,
+                Err(PlaceError::Unschedulable(_)) => false,
+                Err(e) => panic!("engine refused its own decision: {e}"),
+            })
+            .count()
+    }
+
+    #[test]
+    fn fill_and_share_regret_by_hand() {
+        let inputs = GantryInputs::new(&[(300, 1.0 / 3.0), (500, 0.5), (700, 2.0 / 3.0)], 0.0);
+        // fill: the best total price in a gap. 200: nothing fits. 700: a 700 or 300+300 (2/3).
+        // 1000: 700+300, 500+500 or 3x300 (1).
+        assert_eq!(inputs.fill[200], 0.0);
+        assert!((inputs.fill[700] - 2.0 / 3.0).abs() < 1e-12);
+        assert!((inputs.fill[1000] - 1.0).abs() < 1e-12);
+        // 500 on a 700 gap: 2/3 - 1/2 - fill(200) = 1/6 given up; on an idle GPU: 1 - 1/2 - 1/2 = 0.
+        assert!((inputs.share_regret(700, 500) - 1.0 / 6.0).abs() < 1e-12);
+        assert!(inputs.share_regret(1000, 500).abs() < 1e-12);
+        // 300 completing a 700 left by... a 700 gap taking a 700: exact fill, nothing given up.
+        assert!(inputs.share_regret(700, 700).abs() < 1e-12);
+        // Unpriced sizes carry no regret.
+        assert_eq!(inputs.share_regret(1000, 123), 0.0);
+    }
+
+    #[test]
+    fn fgd_spoils_a_gap_the_plan_needs_where_gantry_places_everything() {
+        // One node: GPU0 has a 300 share (700 free), GPU1 is idle. Expected shapes 300, 500, 700.
+        let shape = |milli| {
+            (
+                Shape {
+                    cpu_milli: 1000,
+                    milli_per_gpu: milli,
+                    gpu_count: 1,
+                    models: ModelSet::ANY,
+                },
+                1.0 / 3.0,
+            )
+        };
+        let target = TargetWorkload {
+            shapes: vec![shape(300), shape(500), shape(700)],
+        };
+        let config = |gantry| EngineConfig {
+            target: target.clone(),
+            gantry,
+        };
+        let pods = [
+            share_pod(1000, 500),
+            share_pod(1000, 700),
+            share_pod(1000, 500),
+        ];
+        // FGD: the 500 on GPU0 (700 free -> 200 left: F 200, class 45) and on GPU1 (F 500/3, class
+        // 45) tie, and the lower index wins; the 700 then takes GPU1 and the second 500 fits nowhere.
+        let fgd = engine_run(
+            Policy::Fgd,
+            cluster_of(&[(64000, &[700, 1000])]),
+            config(GantryInputs::default()),
+            &pods,
+        );
+        assert_eq!(fgd, 2);
+        // gantry, with prices 300: 1/3, 500: 1/2, 700: 2/3 (the plan pairs 500+500 and 700+300):
+        // the 500 on GPU0 gives up 1/6, on GPU1 nothing -> GPU1; the 700 fills GPU0; the 500 GPU1.
+        let prices = [(300, 1.0 / 3.0), (500, 0.5), (700, 2.0 / 3.0)];
+        let gantry = engine_run(
+            Policy::Gantry,
+            cluster_of(&[(64000, &[700, 1000])]),
+            config(GantryInputs::new(&prices, 0.0)),
+            &pods,
+        );
+        assert_eq!(gantry, 3);
+    }
+
+    #[test]
+    fn gantry_keeps_cpu_for_a_cpu_poor_nodes_gpus() {
+        // Node 0: 2 GPUs, 16 cores; node 1: 2 GPUs, 64 cores. GPU pods ask 8 cores per GPU (rho = 8).
+        let cluster = || cluster_of(&[(16000, &[1000, 1000]), (64000, &[1000, 1000])]);
+        let pods = [
+            whole_pod(14000, 1),
+            whole_pod(8000, 1),
+            whole_pod(8000, 1),
+            whole_pod(8000, 1),
+        ];
+        // FGD (empty target: all ties) puts the 14-core pod on node 0, whose last GPU is left with 2
+        // cores: the fourth pod fits nowhere.
+        assert_eq!(
+            engine_run(Policy::Fgd, cluster(), EngineConfig::default(), &pods),
+            3
+        );
+        // gantry: on node 0 it would strand 1000 - 2000/8 = 750 milli (regret 0.75), on node 1
+        // nothing: node 1. The 8-core pods then fit both nodes: all four placed.
+        let config = EngineConfig {
+            gantry: GantryInputs::new(&[], 8.0),
+            ..EngineConfig::default()
+        };
+        assert_eq!(engine_run(Policy::Gantry, cluster(), config, &pods), 4);
     }
 }

@@ -32,13 +32,15 @@ pub struct ScoreContext<'a> {
     pub max_cpu_milli: u64,
     /// Largest node GPU capacity in the cluster (milli).
     pub max_gpu_milli: u32,
+    /// What the `gantry` policy knows from history (share prices, CPU per GPU).
+    pub gantry: &'a gantry::GantryInputs,
 }
 
 /// A placement policy, selectable by name.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Policy {
-    /// Gantry's default: FGD's fragmentation classes, refined inside each class.
+    /// Gantry's default: least expected waste against a plan from history, then FGD's class.
     Gantry,
     /// Published: any feasible node at random.
     Random,
@@ -99,7 +101,7 @@ pub const POLICIES: &[PolicyInfo] = &[
     PolicyInfo {
         policy: Policy::Gantry,
         name: "gantry",
-        summary: "the default: FGD's fragmentation classes; inside a class CPU-only pods go where no idle GPU is left to strand, shares to the GPU with the least exact fragment",
+        summary: "the default: least expected waste against a packing plan from history (share prices, CPU per GPU), then FGD's fragmentation class",
         published: false,
     },
     PolicyInfo {
@@ -312,10 +314,13 @@ pub(crate) mod testing {
     /// Context with an empty target workload and the cluster's largest capacities.
     pub fn ctx_for(cluster: &Cluster) -> ScoreContext<'static> {
         static EMPTY: TargetWorkload = TargetWorkload { shapes: Vec::new() };
+        static NO_HISTORY: std::sync::OnceLock<super::gantry::GantryInputs> =
+            std::sync::OnceLock::new();
         ScoreContext {
             target: &EMPTY,
             max_cpu_milli: cluster.max_cpu_milli(),
             max_gpu_milli: cluster.max_gpu_milli(),
+            gantry: NO_HISTORY.get_or_init(Default::default),
         }
     }
 
