@@ -2,10 +2,13 @@
 
 mod bench;
 mod bound;
+mod client;
 mod reproduce;
 mod seeds;
+mod server_cmd;
 mod simulate;
 mod specs;
+mod template_cmd;
 
 use clap::{Parser, Subcommand};
 
@@ -33,6 +36,31 @@ enum Command {
     Validate(specs::ValidateArgs),
     /// Print the JSON Schema of a workload spec or of a cluster file.
     Schema(specs::SchemaArgs),
+    /// Run the standalone scheduler for this machine (HTTP API, executor, store).
+    Serve(server_cmd::ServeArgs),
+    /// Run a server on simulated GPUs with a small mixed workload; prints the URL.
+    Demo(server_cmd::DemoArgs),
+    /// Create, list or revoke API tokens (on the server's database).
+    #[command(subcommand)]
+    Token(server_cmd::TokenCommand),
+    /// Submit a workload: a YAML spec file, `-` for stdin, or `--gpus N -- COMMAND...`.
+    Submit(client::SubmitArgs),
+    /// Show one workload: state, placement, events.
+    Status(client::IdArgs),
+    /// List workloads (filters: --state, --queue, --owner).
+    Workloads(client::ListArgs),
+    /// Print a workload's log (`-f` to follow).
+    Logs(client::LogsArgs),
+    /// Cancel a workload (a running one gets SIGTERM, then SIGKILL after the grace period).
+    Cancel(client::IdArgs),
+    /// Show or switch the active placement strategy.
+    Strategy(client::StrategyArgs),
+    /// Show this machine's GPUs: telemetry, health, who holds them.
+    Nodes(client::ShowArgs),
+    /// Check that the server is live and ready.
+    Health(client::ShowArgs),
+    /// Print a workload spec to start from (`--kind`, `--from-description`).
+    Template(template_cmd::TemplateArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -51,5 +79,17 @@ fn main() -> anyhow::Result<()> {
         Command::Bench(args) => bench::run(args),
         Command::Validate(args) => specs::validate(args),
         Command::Schema(args) => specs::schema(args),
+        Command::Serve(args) => server_cmd::run(args),
+        Command::Demo(args) => server_cmd::demo(args),
+        Command::Token(cmd) => server_cmd::token(cmd),
+        Command::Submit(args) => client::submit(args),
+        Command::Status(args) => client::status(args),
+        Command::Workloads(args) => client::workloads(args),
+        Command::Logs(args) => client::logs(args),
+        Command::Cancel(args) => client::cancel(args),
+        Command::Strategy(args) => client::strategy(args),
+        Command::Nodes(args) => client::nodes(args),
+        Command::Health(args) => client::health(args),
+        Command::Template(args) => template_cmd::run(args),
     }
 }

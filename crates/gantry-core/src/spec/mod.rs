@@ -21,6 +21,7 @@ pub mod cluster;
 pub mod mig;
 #[cfg(feature = "schema")]
 pub mod schema;
+pub mod template;
 pub mod units;
 pub mod workload;
 

@@ -1,0 +1,13 @@
+//! `gantry serve`: the standalone GPU scheduler for one machine.
+//!
+//! The HTTP API (axum), bearer-token auth with roles, Prometheus metrics, and the live loop that
+//! admits, places and runs workloads through the engine, the store and the executor.
+
+pub mod api;
+pub mod auth;
+pub mod db;
+pub mod error;
+pub mod metrics;
+pub mod runner;
+pub mod schedule;
+pub mod serve;

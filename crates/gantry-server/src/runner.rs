@@ -1,0 +1,602 @@
+//! The live loop: place pending work on this machine's GPUs, run it, record what happens.
+//!
+//! One task owns the decisions. It wakes on a submission, a cancel, an exit or every second, and
+//! then (1) records exits (batched into one store transaction), (2) re-queues failed attempts whose
+//! retry delay has passed, (3) places pending work (`schedule::plan`), marks it scheduled, starts
+//! the processes and marks them running. Every state change is a compare-and-set in the store with
+//! its event, so a crash at any point leaves a state that `reconcile` at the next start resolves:
+//! scheduled but never started goes back to pending; running is found again (pid record), finished
+//! (exit record) or lost (retried if its policy allows).
+
+use crate::db::Db;
+use crate::schedule::{self, Decision, Machine, Taken, Work};
+use gantry_core::Policy;
+use gantry_core::model::GpuModels;
+use gantry_exec::{Backoff, Exit, Launch, Reconciled, RunAs, Running};
+use gantry_store::{
+    AssignedGpu, Assignment, ListQuery, Order, ReplicaAssignment, Transition, TransitionRequest,
+    UnixMillis, Workload, WorkloadId, WorkloadState,
+};
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use tokio::sync::{Notify, mpsc};
+
+/// Milliseconds since the Unix epoch, now.
+pub fn now_ms() -> UnixMillis {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as UnixMillis)
+}
+
+/// The actor name the loop writes into the audit log.
+pub const SCHEDULER: &str = "scheduler";
+
+/// Settings of the loop.
+#[derive(Clone, Debug)]
+pub struct RunnerConfig {
+    /// Where logs and pid records go.
+    pub log_dir: PathBuf,
+    /// Unprivileged user to run workloads as (when the server is root).
+    pub run_as: Option<RunAs>,
+    /// Grace between SIGTERM and SIGKILL on cancel and timeout.
+    pub grace: Duration,
+    /// Retry backoff.
+    pub backoff: Backoff,
+}
+
+/// A process the loop watches: started by us, or found again after a restart.
+enum Handle {
+    Started(Arc<Running>),
+    Adopted(Arc<gantry_exec::Adopted>),
+}
+
+impl Handle {
+    fn cancel(&self, grace: Duration) {
+        match self {
+            Handle::Started(r) => r.cancel(grace),
+            Handle::Adopted(a) => {
+                let a = a.clone();
+                tokio::spawn(async move { a.stop(grace, Duration::from_millis(100), false).await });
+            }
+        }
+    }
+}
+
+enum Event {
+    Exited(WorkloadId, u32, Exit),
+    Requeue(WorkloadId),
+}
+
+/// Why a pending workload waits, for `status` and `explain`.
+pub type Waiting = HashMap<WorkloadId, String>;
+
+/// The loop's shared state: the API reads it and pokes it.
+pub struct Runner {
+    db: Db,
+    config: RunnerConfig,
+    machine: Mutex<Machine>,
+    policy: Mutex<Policy>,
+    handles: Mutex<HashMap<WorkloadId, Handle>>,
+    cancelling: Mutex<std::collections::HashSet<WorkloadId>>,
+    waiting: Mutex<Waiting>,
+    wake: Notify,
+    events: mpsc::UnboundedSender<Event>,
+    inbox: Mutex<Option<mpsc::UnboundedReceiver<Event>>>,
+    /// Observed queue waits (seconds) and cycle times, drained by the metrics task.
+    observations: Mutex<(Vec<f64>, Vec<f64>)>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // A panic while holding one of these locks cannot leave the data half-updated in a way that
+    // matters more than stopping the server, so recover the guard.
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Runner {
+    /// A runner over `db` for `machine`, placing with `policy`.
+    pub fn new(db: Db, machine: Machine, policy: Policy, config: RunnerConfig) -> Arc<Runner> {
+        let (tx, rx) = mpsc::unbounded_channel();
+        Arc::new(Runner {
+            db,
+            config,
+            machine: Mutex::new(machine),
+            policy: Mutex::new(policy),
+            handles: Mutex::new(HashMap::new()),
+            cancelling: Mutex::new(Default::default()),
+            waiting: Mutex::new(HashMap::new()),
+            wake: Notify::new(),
+            events: tx,
+            inbox: Mutex::new(Some(rx)),
+            observations: Mutex::new((Vec::new(), Vec::new())),
+        })
+    }
+
+    /// Where workload logs are.
+    pub fn log_dir(&self) -> &std::path::Path {
+        &self.config.log_dir
+    }
+
+    /// Asks the loop to run a cycle soon.
+    pub fn poke(&self) {
+        self.wake.notify_one();
+    }
+
+    /// The active strategy.
+    pub fn policy(&self) -> Policy {
+        *lock(&self.policy)
+    }
+
+    /// Sets the active strategy (the caller stores it).
+    pub fn set_policy(&self, policy: Policy) {
+        *lock(&self.policy) = policy;
+        self.poke();
+    }
+
+    /// The machine as the scheduler sees it.
+    pub fn machine(&self) -> Machine {
+        lock(&self.machine).clone()
+    }
+
+    /// Marks GPUs healthy or not (from telemetry).
+    pub fn set_health(&self, healthy: &HashMap<String, bool>) {
+        let mut m = lock(&self.machine);
+        let mut changed = false;
+        for s in &mut m.slots {
+            if let Some(&h) = healthy.get(&s.uuid)
+                && s.healthy != h
+            {
+                s.healthy = h;
+                changed = true;
+            }
+        }
+        drop(m);
+        if changed {
+            self.poke();
+        }
+    }
+
+    /// Why `id` is still pending, if the loop has tried to place it.
+    pub fn waiting_reason(&self, id: WorkloadId) -> Option<String> {
+        lock(&self.waiting).get(&id).cloned()
+    }
+
+    /// Stops a running workload (SIGTERM, grace, SIGKILL); false if it is not running here.
+    pub fn cancel_running(&self, id: WorkloadId) -> bool {
+        let handles = lock(&self.handles);
+        match handles.get(&id) {
+            Some(h) => {
+                lock(&self.cancelling).insert(id);
+                h.cancel(self.config.grace);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Takes the queue waits and cycle durations observed since the last call.
+    pub fn take_observations(&self) -> (Vec<f64>, Vec<f64>) {
+        std::mem::take(&mut *lock(&self.observations))
+    }
+
+    /// Runs the loop forever: reconcile, then cycles.
+    pub async fn run(self: Arc<Self>) {
+        let Some(mut inbox) = lock(&self.inbox).take() else {
+            return;
+        };
+        if let Err(e) = self.reconcile().await {
+            tracing::error!(error = %e, "reconcile after restart failed");
+        }
+        loop {
+            let mut events = Vec::new();
+            tokio::select! {
+                _ = self.wake.notified() => {}
+                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                Some(e) = inbox.recv() => events.push(e),
+            }
+            while let Ok(e) = inbox.try_recv() {
+                events.push(e);
+            }
+            let started = std::time::Instant::now();
+            if let Err(e) = self.cycle(events).await {
+                tracing::error!(error = %e, "scheduling cycle failed");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            lock(&self.observations)
+                .1
+                .push(started.elapsed().as_secs_f64());
+        }
+    }
+
+    async fn cycle(self: &Arc<Self>, events: Vec<Event>) -> Result<(), crate::db::DbError> {
+        self.record_events(events).await?;
+        self.place().await
+    }
+
+    async fn record_events(self: &Arc<Self>, events: Vec<Event>) -> Result<(), crate::db::DbError> {
+        if events.is_empty() {
+            return Ok(());
+        }
+        let mut requests = Vec::new();
+        let mut retry_later = Vec::new();
+        for e in events {
+            match e {
+                Event::Exited(id, attempt, exit) => {
+                    lock(&self.handles).remove(&id);
+                    let cancelled = lock(&self.cancelling).remove(&id) || exit.cancelled;
+                    let (to, reason) = exit_outcome(&exit, cancelled);
+                    let mut change = Transition::to(to).reason(reason);
+                    if let Some(code) = exit.code {
+                        change = change.exit_code(code);
+                    }
+                    requests.push(TransitionRequest {
+                        id,
+                        from: WorkloadState::Running,
+                        change,
+                    });
+                    if to == WorkloadState::Failed {
+                        retry_later.push((id, attempt, exit));
+                    }
+                }
+                Event::Requeue(id) => requests.push(TransitionRequest {
+                    id,
+                    from: WorkloadState::Failed,
+                    change: Transition::to(WorkloadState::Pending).reason("retry"),
+                }),
+            }
+        }
+        let now = now_ms();
+        let results = self
+            .db
+            .write(move |s| s.transition_many(&requests, SCHEDULER, now))
+            .await?;
+        let by_id: HashMap<WorkloadId, Workload> =
+            results.into_iter().flatten().map(|w| (w.id, w)).collect();
+        for (id, attempt, exit) in retry_later {
+            let Some(w) = by_id.get(&id) else { continue };
+            let retries = u32::try_from(w.spec.retries).unwrap_or(0);
+            if let Some(delay) = gantry_exec::next_attempt(
+                retries,
+                attempt,
+                &exit,
+                &self.config.backoff,
+                id.raw() as u64,
+            ) {
+                let tx = self.events.clone();
+                tokio::spawn(async move {
+                    tokio::time::sleep(delay).await;
+                    let _ = tx.send(Event::Requeue(id));
+                });
+            }
+        }
+        Ok(())
+    }
+
+    async fn place(self: &Arc<Self>) -> Result<(), crate::db::DbError> {
+        let pending = self
+            .db
+            .read(|s| {
+                let mut out = Vec::new();
+                let mut q = ListQuery {
+                    state: Some(WorkloadState::Pending),
+                    limit: 1000,
+                    order: Order::OldestFirst,
+                    ..ListQuery::default()
+                };
+                loop {
+                    let page = s.list(&q)?;
+                    out.extend(page.items);
+                    match page.next {
+                        Some(next) if out.len() < 20_000 => q.after = Some(next),
+                        _ => break,
+                    }
+                }
+                Ok(out)
+            })
+            .await?;
+        if pending.is_empty() {
+            lock(&self.waiting).clear();
+            return Ok(());
+        }
+        let running = self.db.read(|s| s.running()).await?;
+        let machine = self.machine();
+        let models = machine.models();
+        let running_work: Vec<(Work, Vec<Taken>)> = running
+            .iter()
+            .filter_map(|w| Some((work_of(w, &models).ok()?, taken_of(w, &machine))))
+            .collect();
+        let mut unplaceable = Vec::new();
+        let pending_work: Vec<Work> = pending
+            .iter()
+            .filter_map(|w| match work_of(w, &models) {
+                Ok(work) => Some(work),
+                Err(why) => {
+                    unplaceable.push((w.id, why));
+                    None
+                }
+            })
+            .collect();
+        let decisions = schedule::plan(&machine, &running_work, &pending_work, self.policy());
+        let by_id: HashMap<i64, &Workload> = pending.iter().map(|w| (w.id.raw(), w)).collect();
+        let mut waiting = Waiting::new();
+        let mut to_schedule = Vec::new();
+        for (raw, decision) in decisions {
+            let Some(w) = by_id.get(&raw) else { continue };
+            match decision {
+                Decision::Place(taken) => to_schedule.push(((*w).clone(), taken)),
+                Decision::Wait(why) => {
+                    waiting.insert(w.id, why);
+                }
+            }
+        }
+        for (id, why) in &unplaceable {
+            waiting.insert(*id, why.clone());
+        }
+        *lock(&self.waiting) = waiting;
+        if to_schedule.is_empty() {
+            return Ok(());
+        }
+        let requests: Vec<TransitionRequest> = to_schedule
+            .iter()
+            .map(|(w, taken)| TransitionRequest {
+                id: w.id,
+                from: WorkloadState::Pending,
+                change: Transition::to(WorkloadState::Scheduled)
+                    .assignment(assignment_of(taken, &machine)),
+            })
+            .collect();
+        let now = now_ms();
+        let scheduled = self
+            .db
+            .write(move |s| s.transition_many(&requests, SCHEDULER, now))
+            .await?;
+        let mut starts = Vec::new();
+        for ((w, taken), result) in to_schedule.into_iter().zip(scheduled) {
+            if result.is_err() {
+                // Cancelled (or changed) between the read and the write: leave it.
+                continue;
+            }
+            let attempt = w.attempts + 1;
+            let outcome = self.start(&w, attempt, &taken, &machine);
+            starts.push((w, attempt, outcome));
+        }
+        let now = now_ms();
+        let mut requests = Vec::new();
+        let mut waits = Vec::new();
+        for (w, _attempt, outcome) in &starts {
+            match outcome {
+                Ok(_) => {
+                    requests.push(TransitionRequest {
+                        id: w.id,
+                        from: WorkloadState::Scheduled,
+                        change: Transition::to(WorkloadState::Running),
+                    });
+                    waits.push(((now - w.submitted_at).max(0)) as f64 / 1000.0);
+                }
+                Err(why) => requests.push(TransitionRequest {
+                    id: w.id,
+                    from: WorkloadState::Scheduled,
+                    change: Transition::to(WorkloadState::Failed)
+                        .reason(format!("could not start: {why}")),
+                }),
+            }
+        }
+        self.db
+            .write(move |s| s.transition_many(&requests, SCHEDULER, now))
+            .await?;
+        lock(&self.observations).0.extend(waits);
+        for (w, attempt, outcome) in starts {
+            if let Ok(running) = outcome {
+                self.watch(w.id, attempt, Handle::Started(Arc::new(running)));
+            }
+        }
+        Ok(())
+    }
+
+    fn start(
+        &self,
+        w: &Workload,
+        attempt: u32,
+        taken: &[Taken],
+        machine: &Machine,
+    ) -> Result<Running, String> {
+        let mut launch =
+            Launch::from_spec(&w.spec, w.id.to_string(), attempt, &self.config.log_dir)
+                .map_err(|e| e.to_string())?;
+        launch.gpus = taken
+            .iter()
+            .filter_map(|t| machine.slots.get(t.slot))
+            .map(|s| gantry_exec::AssignedGpu {
+                index: s.index,
+                uuid: s.uuid.clone(),
+            })
+            .collect();
+        launch.run_as = self.config.run_as;
+        launch.grace = self.config.grace;
+        gantry_exec::start(&launch).map_err(|e| e.to_string())
+    }
+
+    fn watch(self: &Arc<Self>, id: WorkloadId, attempt: u32, handle: Handle) {
+        let tx = self.events.clone();
+        let waiter = match &handle {
+            Handle::Started(r) => {
+                let r = r.clone();
+                tokio::spawn(async move {
+                    let exit = r.wait().await.unwrap_or_else(|_| unknown_exit());
+                    let _ = tx.send(Event::Exited(id, attempt, exit));
+                })
+            }
+            Handle::Adopted(a) => {
+                let a = a.clone();
+                tokio::spawn(async move {
+                    let exit = a
+                        .wait(Duration::from_millis(200))
+                        .await
+                        .unwrap_or_else(|_| unknown_exit());
+                    let _ = tx.send(Event::Exited(id, attempt, exit));
+                })
+            }
+        };
+        drop(waiter);
+        lock(&self.handles).insert(id, handle);
+    }
+
+    /// After a restart: resolves every workload the store believes scheduled or running.
+    pub async fn reconcile(self: &Arc<Self>) -> Result<(), crate::db::DbError> {
+        let believed = self.db.read(|s| s.running()).await?;
+        if believed.is_empty() {
+            return Ok(());
+        }
+        let ids: Vec<String> = believed.iter().map(|w| w.id.to_string()).collect();
+        let log_dir = self.config.log_dir.clone();
+        let found = tokio::task::spawn_blocking(move || gantry_exec::reconcile(&log_dir, &ids))
+            .await
+            .unwrap_or_default();
+        let found: HashMap<String, Reconciled> = found.into_iter().collect();
+        let mut requests = Vec::new();
+        let mut lost = Vec::new();
+        for w in &believed {
+            let outcome = found.get(&w.id.to_string());
+            match (w.state, outcome) {
+                (WorkloadState::Scheduled, _) => requests.push(TransitionRequest {
+                    id: w.id,
+                    from: WorkloadState::Scheduled,
+                    change: Transition::to(WorkloadState::Pending)
+                        .reason("server restarted before it started"),
+                }),
+                (_, Some(Reconciled::Found(adopted))) => {
+                    tracing::info!(workload = %w.id, pid = adopted.record.pid, "found running again");
+                    self.watch(
+                        w.id,
+                        adopted.attempt,
+                        Handle::Adopted(Arc::new(adopted.clone())),
+                    );
+                }
+                (_, Some(Reconciled::Finished { attempt, exit, .. })) => {
+                    let _ = self
+                        .events
+                        .send(Event::Exited(w.id, *attempt, exit.clone()));
+                }
+                (_, Some(Reconciled::Lost { reason, .. })) => {
+                    requests.push(TransitionRequest {
+                        id: w.id,
+                        from: w.state,
+                        change: Transition::to(WorkloadState::Lost)
+                            .reason(format!("lost across a restart: {reason}")),
+                    });
+                    lost.push(w.clone());
+                }
+                (_, None) => {
+                    requests.push(TransitionRequest {
+                        id: w.id,
+                        from: w.state,
+                        change: Transition::to(WorkloadState::Lost)
+                            .reason("lost across a restart: no record"),
+                    });
+                    lost.push(w.clone());
+                }
+            }
+        }
+        // Lost work is retried when its policy allows another attempt.
+        for w in &lost {
+            let retries = u32::try_from(w.spec.retries).unwrap_or(0);
+            if w.attempts <= retries {
+                requests.push(TransitionRequest {
+                    id: w.id,
+                    from: WorkloadState::Lost,
+                    change: Transition::to(WorkloadState::Pending).reason("retry after loss"),
+                });
+            }
+        }
+        let now = now_ms();
+        self.db
+            .write(move |s| s.transition_many(&requests, SCHEDULER, now))
+            .await?;
+        self.poke();
+        Ok(())
+    }
+}
+
+fn unknown_exit() -> Exit {
+    Exit {
+        code: None,
+        signal: None,
+        timed_out: false,
+        cancelled: false,
+        duration: Duration::ZERO,
+    }
+}
+
+fn exit_outcome(exit: &Exit, cancelled: bool) -> (WorkloadState, String) {
+    if cancelled {
+        (WorkloadState::Cancelled, "cancelled".into())
+    } else if exit.success() {
+        (WorkloadState::Succeeded, "exit 0".into())
+    } else if exit.timed_out {
+        (WorkloadState::Failed, "timeout".into())
+    } else if let Some(code) = exit.code {
+        (WorkloadState::Failed, format!("exit {code}"))
+    } else if let Some(sig) = exit.signal {
+        (WorkloadState::Failed, format!("killed by signal {sig}"))
+    } else {
+        (WorkloadState::Failed, "exit unknown".into())
+    }
+}
+
+/// A stored workload as the scheduler's `Work` (its spec turned into an engine pod).
+pub fn work_of(w: &Workload, models: &GpuModels) -> Result<Work, String> {
+    let pod = w.spec.pod(models).map_err(|errors| {
+        errors
+            .iter()
+            .map(|e| e.to_string())
+            .collect::<Vec<_>>()
+            .join("; ")
+    })?;
+    Ok(Work {
+        id: w.id.raw(),
+        priority: w.priority,
+        submitted_at: w.submitted_at,
+        pod,
+    })
+}
+
+fn taken_of(w: &Workload, machine: &Machine) -> Vec<Taken> {
+    let Some(a) = &w.assignment else {
+        return Vec::new();
+    };
+    a.replicas
+        .iter()
+        .flat_map(|r| r.gpus.iter())
+        .filter_map(|g| {
+            let slot = machine.slots.iter().position(|s| {
+                g.uuid.as_deref() == Some(s.uuid.as_str())
+                    || (g.uuid.is_none() && s.index == g.index)
+            })?;
+            Some(Taken {
+                slot,
+                milli: g.milli.unwrap_or(1000),
+            })
+        })
+        .collect()
+}
+
+fn assignment_of(taken: &[Taken], machine: &Machine) -> Assignment {
+    Assignment {
+        replicas: vec![ReplicaAssignment {
+            node: machine.name.clone(),
+            gpus: taken
+                .iter()
+                .filter_map(|t| {
+                    let s = machine.slots.get(t.slot)?;
+                    Some(AssignedGpu {
+                        index: s.index,
+                        uuid: Some(s.uuid.clone()),
+                        milli: (t.milli < 1000).then_some(t.milli),
+                        mig: None,
+                    })
+                })
+                .collect(),
+        }],
+    }
+}

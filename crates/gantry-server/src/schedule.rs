@@ -1,0 +1,346 @@
+//! The standalone scheduler's placement step: this machine as engine nodes, pending work in order.
+//!
+//! The machine's GPUs are grouped by model (the engine's node has one GPU model); each group is one
+//! engine node holding its share of the machine's CPU and memory, in proportion to its GPUs. Running
+//! workloads are committed first, then pending ones are placed in order: priority (higher first),
+//! then submission time, then id; a workload that does not fit waits with the engine's reason
+//! (filters and node counts), and later, smaller ones may still start (no head-of-line blocking on
+//! one machine: nothing is reserved).
+
+use gantry_core::engine::{Engine, EngineConfig};
+use gantry_core::model::{GpuDemand, GpuModels, GpuSet, NodeSpec, Pod};
+use gantry_core::{Cluster, Policy, Rng};
+use gantry_gpu::GpuDevice;
+
+/// One GPU of the machine as the scheduler sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Slot {
+    /// Device index (`CUDA_VISIBLE_DEVICES` order).
+    pub index: u32,
+    /// Device UUID.
+    pub uuid: String,
+    /// Model key, e.g. `H100-80GB` (what workload specs name in `resources.gpu.models`).
+    pub model: String,
+    /// Whether it may take new work (health).
+    pub healthy: bool,
+}
+
+/// The machine: its GPUs, CPU and memory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Machine {
+    /// Node name used in assignments.
+    pub name: String,
+    /// GPUs.
+    pub slots: Vec<Slot>,
+    /// Allocatable CPU, milli-cores.
+    pub cpu_milli: u64,
+    /// Allocatable memory, MiB.
+    pub memory_mib: u64,
+}
+
+/// The model key of a device: family and memory, as in `H100-80GB`; the product name otherwise.
+pub fn model_key(device: &GpuDevice) -> String {
+    const FAMILIES: &[&str] = &["H200", "H100", "A100", "L40S", "L4", "A10", "T4", "V100"];
+    let upper = device.name.to_uppercase();
+    let family = upper
+        .split(|c: char| !c.is_ascii_alphanumeric())
+        .find_map(|w| FAMILIES.iter().find(|f| **f == w));
+    match family {
+        Some(f) => {
+            let gb = (device.memory_total_mib as f64 / 1024.0).round() as u64;
+            // Vendors round: 81,559 MiB is sold as 80 GB, 143,771 MiB as 141 GB.
+            let sold = [16u64, 24, 32, 40, 48, 80, 94, 141]
+                .into_iter()
+                .min_by_key(|s| s.abs_diff(gb))
+                .unwrap_or(gb);
+            format!("{f}-{sold}GB")
+        }
+        None => device.name.clone(),
+    }
+}
+
+/// One GPU a workload takes: the slot and the milli it uses there.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Taken {
+    /// Index into `Machine::slots`.
+    pub slot: usize,
+    /// Milli of that GPU (1000 for a whole GPU).
+    pub milli: u32,
+}
+
+/// A workload to place, or already running.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Work {
+    /// Store id, opaque here.
+    pub id: i64,
+    /// Priority value (higher first).
+    pub priority: i64,
+    /// Submission time, ms.
+    pub submitted_at: i64,
+    /// What one replica needs, in engine terms.
+    pub pod: Pod,
+}
+
+/// The outcome for one pending workload.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Decision {
+    /// Start it on these GPUs.
+    Place(Vec<Taken>),
+    /// It waits; why (the engine's explanation).
+    Wait(String),
+}
+
+struct Layout {
+    cluster: Cluster,
+    /// For each engine node, the machine slots of its GPUs in order.
+    slots_of: Vec<Vec<usize>>,
+}
+
+impl Machine {
+    /// The GPU model names of this machine, interned for specs (`spec.pod(&models)`).
+    pub fn models(&self) -> GpuModels {
+        let mut models = GpuModels::default();
+        for s in &self.slots {
+            // More than 64 distinct models on one machine cannot happen; ignore the overflow.
+            let _ = models.intern(&s.model);
+        }
+        models
+    }
+
+    fn layout(&self) -> Layout {
+        let models = self.models();
+        let mut groups: Vec<(String, Vec<usize>)> = Vec::new();
+        for (i, s) in self.slots.iter().enumerate() {
+            match groups
+                .iter_mut()
+                .find(|(m, v)| *m == s.model && v.len() < 16)
+            {
+                Some((_, v)) => v.push(i),
+                None => groups.push((s.model.clone(), vec![i])),
+            }
+        }
+        let total = self.slots.len().max(1) as u64;
+        let specs: Vec<NodeSpec> = if groups.is_empty() {
+            vec![NodeSpec {
+                name: self.name.clone(),
+                cpu_milli: self.cpu_milli,
+                memory_mib: self.memory_mib,
+                gpu_count: 0,
+                gpu_model: None,
+            }]
+        } else {
+            groups
+                .iter()
+                .map(|(model, v)| NodeSpec {
+                    name: format!("{}/{model}", self.name),
+                    cpu_milli: self.cpu_milli * v.len() as u64 / total,
+                    memory_mib: self.memory_mib * v.len() as u64 / total,
+                    gpu_count: v.len() as u8,
+                    gpu_model: models.get(model),
+                })
+                .collect()
+        };
+        let slots_of = if groups.is_empty() {
+            vec![Vec::new()]
+        } else {
+            groups.into_iter().map(|(_, v)| v).collect()
+        };
+        Layout {
+            cluster: Cluster::new(models, specs),
+            slots_of,
+        }
+    }
+}
+
+fn gpu_set(layout: &Layout, node: usize, taken: &[Taken]) -> Option<GpuSet> {
+    let mut set = 0u16;
+    for t in taken {
+        let local = layout.slots_of[node].iter().position(|&s| s == t.slot)?;
+        set |= 1 << local;
+    }
+    Some(GpuSet(set))
+}
+
+/// Decides which `pending` workloads start now, given what `running` holds, under `policy`.
+pub fn plan(
+    machine: &Machine,
+    running: &[(Work, Vec<Taken>)],
+    pending: &[Work],
+    policy: Policy,
+) -> Vec<(i64, Decision)> {
+    let mut layout = machine.layout();
+    // Unhealthy GPUs take no new work: hold them with a phantom whole-GPU pod.
+    for (slot, s) in machine.slots.iter().enumerate() {
+        if !s.healthy
+            && let Some(node) = layout.slots_of.iter().position(|v| v.contains(&slot))
+            && let Some(set) = gpu_set(&layout, node, &[Taken { slot, milli: 1000 }])
+        {
+            let hold = Pod {
+                cpu_milli: 0,
+                memory_mib: 0,
+                gpu: GpuDemand::Whole(1),
+                models: Default::default(),
+            };
+            let _ = layout.cluster.commit(node, &hold, set);
+        }
+    }
+    for (work, taken) in running {
+        let node = taken
+            .first()
+            .and_then(|t| layout.slots_of.iter().position(|v| v.contains(&t.slot)))
+            .unwrap_or(0);
+        if let Some(set) = gpu_set(&layout, node, taken) {
+            // A running workload that no longer fits (GPUs gone) is simply not counted.
+            let _ = layout.cluster.commit(node, &work.pod, set);
+        }
+    }
+    let mut order: Vec<&Work> = pending.iter().collect();
+    order.sort_by(|a, b| {
+        b.priority
+            .cmp(&a.priority)
+            .then(a.submitted_at.cmp(&b.submitted_at))
+            .then(a.id.cmp(&b.id))
+    });
+    let mut engine = Engine::new(policy, EngineConfig::default());
+    let mut rng = Rng::new(0);
+    let mut out = Vec::with_capacity(order.len());
+    for w in order {
+        match engine.place(&mut layout.cluster, &w.pod, &mut rng) {
+            Ok(p) => {
+                let milli = w.pod.gpu.milli_per_gpu();
+                let taken = p
+                    .gpus
+                    .iter()
+                    .map(|g| Taken {
+                        slot: layout.slots_of[p.node][g],
+                        milli,
+                    })
+                    .collect();
+                out.push((w.id, Decision::Place(taken)));
+            }
+            Err(e) => out.push((w.id, Decision::Wait(e.to_string()))),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use gantry_core::model::ModelSet;
+
+    fn machine(models: &[&str]) -> Machine {
+        Machine {
+            name: "box".into(),
+            slots: models
+                .iter()
+                .enumerate()
+                .map(|(i, m)| Slot {
+                    index: i as u32,
+                    uuid: format!("GPU-{i}"),
+                    model: m.to_string(),
+                    healthy: true,
+                })
+                .collect(),
+            cpu_milli: 64_000,
+            memory_mib: 256 * 1024,
+        }
+    }
+
+    fn work(id: i64, priority: i64, gpu: GpuDemand) -> Work {
+        Work {
+            id,
+            priority,
+            submitted_at: id,
+            pod: Pod {
+                cpu_milli: 1000,
+                memory_mib: 1024,
+                gpu,
+                models: ModelSet::ANY,
+            },
+        }
+    }
+
+    #[test]
+    fn priority_first_and_whole_gpus_never_shared() {
+        let m = machine(&["H100-80GB"; 4]);
+        let pending = [
+            work(1, 100, GpuDemand::Whole(2)),
+            work(2, 1000, GpuDemand::Whole(3)),
+            work(3, 100, GpuDemand::Share(500)),
+        ];
+        let d = plan(&m, &[], &pending, Policy::BestFit);
+        // The 3-GPU high-priority job goes first; the 2-GPU job then does not fit; the share does.
+        assert_eq!(d[0].0, 2);
+        assert!(matches!(&d[0].1, Decision::Place(t) if t.len() == 3));
+        assert_eq!(d[1].0, 1);
+        assert!(
+            matches!(&d[1].1, Decision::Wait(why) if why.contains("0/1 nodes")),
+            "{d:?}"
+        );
+        assert!(matches!(&d[2].1, Decision::Place(t) if t.len() == 1 && t[0].milli == 500));
+    }
+
+    #[test]
+    fn running_work_and_unhealthy_gpus_are_held() {
+        let mut m = machine(&["A100-40GB"; 2]);
+        m.slots[1].healthy = false;
+        let running = [(
+            work(9, 0, GpuDemand::Whole(1)),
+            vec![Taken {
+                slot: 0,
+                milli: 1000,
+            }],
+        )];
+        let d = plan(
+            &m,
+            &running,
+            &[work(1, 0, GpuDemand::Whole(1))],
+            Policy::BestFit,
+        );
+        assert!(matches!(&d[0].1, Decision::Wait(_)), "{d:?}");
+    }
+
+    #[test]
+    fn mixed_models_are_separate_nodes_and_models_are_honoured() {
+        let m = machine(&["H100-80GB", "H100-80GB", "A100-40GB"]);
+        let models = m.models();
+        let mut only_a100 = ModelSet::ANY;
+        only_a100.insert(models.get("A100-40GB").unwrap());
+        let mut w = work(1, 0, GpuDemand::Whole(1));
+        w.pod.models = only_a100;
+        let d = plan(&m, &[], &[w], Policy::BestFit);
+        assert_eq!(
+            d[0].1,
+            Decision::Place(vec![Taken {
+                slot: 2,
+                milli: 1000
+            }])
+        );
+    }
+
+    #[test]
+    fn model_keys_from_device_names() {
+        let dev = |name: &str, mib| GpuDevice {
+            index: 0,
+            uuid: "GPU-x".into(),
+            name: name.into(),
+            memory_total_mib: mib,
+            mig: Default::default(),
+            mig_devices: Vec::new(),
+            pci_bus_id: String::new(),
+            nvlink_peers: Vec::new(),
+            compute_capability: None,
+        };
+        assert_eq!(
+            model_key(&dev("NVIDIA H100 80GB HBM3", 81_559)),
+            "H100-80GB"
+        );
+        assert_eq!(
+            model_key(&dev("NVIDIA A100-SXM4-40GB", 40_960)),
+            "A100-40GB"
+        );
+        assert_eq!(model_key(&dev("Tesla T4", 15_360)), "T4-16GB");
+        assert_eq!(model_key(&dev("Mystery GPU", 1)), "Mystery GPU");
+    }
+}
