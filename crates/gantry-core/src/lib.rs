@@ -9,6 +9,7 @@ pub mod devices;
 pub mod engine;
 pub mod filter;
 pub mod frag;
+pub mod live;
 pub mod model;
 pub mod policies;
 pub mod rng;

@@ -9,5 +9,7 @@ pub mod protocol;
 pub mod published;
 pub mod report;
 pub mod run;
+pub mod scenario;
+pub mod scenario_bench;
 pub mod svg;
 pub mod synthetic;

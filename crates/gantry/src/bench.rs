@@ -3,14 +3,17 @@
 use crate::seeds::{parse_policies, parse_seeds};
 use crate::simulate::load_traces;
 use anyhow::bail;
-use clap::Args;
+use clap::{Args, Subcommand};
 use gantry_sim::run::Prepared;
 use std::path::PathBuf;
 use std::time::Instant;
 
 /// Options of `gantry bench`.
 #[derive(Args, Debug)]
+#[command(args_conflicts_with_subcommands = true)]
 pub struct BenchArgs {
+    #[command(subcommand)]
+    what: Option<BenchWhat>,
     /// Node list CSV (default: the built-in synthetic trace).
     #[arg(long, value_name = "FILE", requires = "pods")]
     nodes: Option<PathBuf>,
@@ -31,8 +34,18 @@ pub struct BenchArgs {
     repeat: usize,
 }
 
+/// What `gantry bench` measures besides trace replays.
+#[derive(Subcommand, Debug)]
+enum BenchWhat {
+    /// One live scheduling cycle: a large cluster, a long pending queue (see gantry_sim::scenario_bench).
+    Scenario(crate::scenario::BenchScenarioArgs),
+}
+
 /// Runs `gantry bench`: replays one at a time on one thread and reports their times.
 pub fn run(args: BenchArgs) -> anyhow::Result<()> {
+    if let Some(BenchWhat::Scenario(a)) = args.what {
+        return crate::scenario::bench(a);
+    }
     if args.repeat == 0 {
         bail!("--repeat: must be at least 1");
     }

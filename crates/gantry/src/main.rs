@@ -4,6 +4,7 @@ mod bench;
 mod bound;
 mod client;
 mod reproduce;
+mod scenario;
 mod seeds;
 mod server_cmd;
 mod simulate;

@@ -62,6 +62,8 @@ enum Source {
         #[command(flatten)]
         opts: SimOptions,
     },
+    /// Dynamic simulation: arrivals, durations, queues, gangs, preemption and backfill.
+    Scenario(crate::scenario::ScenarioArgs),
     /// Replay the built-in synthetic cluster and workload (the default).
     Synthetic {
         #[command(flatten)]
@@ -96,6 +98,7 @@ pub fn run(args: SimulateArgs) -> anyhow::Result<()> {
     let (nodes, pods, opts) = match args.source {
         Some(Source::Openb { nodes, pods, opts }) => (Some(nodes), pods, opts),
         Some(Source::Synthetic { opts }) => (None, Vec::new(), opts),
+        Some(Source::Scenario(a)) => return crate::scenario::run(a),
         None => (None, Vec::new(), args.opts),
     };
     if !(opts.inflate.is_finite() && opts.inflate > 0.0 && opts.inflate <= 10.0) {
