@@ -39,12 +39,16 @@ pub struct BenchArgs {
 enum BenchWhat {
     /// One live scheduling cycle: a large cluster, a long pending queue (see gantry_sim::scenario_bench).
     Scenario(crate::scenario::BenchScenarioArgs),
+    /// The standalone server: durable submissions/s, end-to-end jobs/s, list latency (loopback HTTP).
+    Serve(crate::bench_serve::BenchServeArgs),
 }
 
 /// Runs `gantry bench`: replays one at a time on one thread and reports their times.
 pub fn run(args: BenchArgs) -> anyhow::Result<()> {
-    if let Some(BenchWhat::Scenario(a)) = args.what {
-        return crate::scenario::bench(a);
+    match args.what {
+        Some(BenchWhat::Scenario(a)) => return crate::scenario::bench(a),
+        Some(BenchWhat::Serve(a)) => return crate::bench_serve::run(a),
+        None => {}
     }
     if args.repeat == 0 {
         bail!("--repeat: must be at least 1");
