@@ -2,7 +2,7 @@
 
 use crate::auth::{Permission, Principal, Role, allows};
 use crate::db::{Db, DbError};
-use crate::error::{ApiError, ErrorBody, parse_json};
+use crate::error::{ApiError, ErrorBody, field_of, parse_json};
 use crate::metrics::Metrics;
 use crate::runner::{Runner, now_ms};
 use axum::Json;
@@ -160,6 +160,14 @@ pub fn router(state: Shared) -> Router {
         );
     api.merge(open)
         .fallback(|| async { ApiError::not_found("no such route") })
+        .method_not_allowed_fallback(|| async {
+            ApiError {
+                status: StatusCode::METHOD_NOT_ALLOWED,
+                code: "method_not_allowed",
+                message: "this route does not take that method".into(),
+                field: None,
+            }
+        })
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(state)
 }
@@ -406,20 +414,51 @@ pub fn parse_spec(headers: &HeaderMap, bytes: &[u8]) -> Result<WorkloadSpec, Api
     if is_yaml(headers) {
         let text = std::str::from_utf8(bytes)
             .map_err(|_| ApiError::bad_request("malformed_body", "YAML body is not UTF-8"))?;
-        serde_saphyr::from_str::<WorkloadSpec>(text).map_err(|e| {
-            let msg = e.to_string();
-            let field = msg
-                .split_whitespace()
-                .find(|w| w.starts_with('`') && w.ends_with('`'))
-                .map(|w| w.trim_matches('`').to_string());
-            match field {
-                Some(f) => ApiError::invalid(f, format!("malformed YAML: {msg}")),
-                None => ApiError::bad_request("malformed_body", format!("malformed YAML: {msg}")),
-            }
-        })
+        parse_yaml(text)
     } else {
         parse_json(bytes)
     }
+}
+
+/// Parses a YAML spec, naming the field of the first problem as `parse_json` does.
+fn parse_yaml(text: &str) -> Result<WorkloadSpec, ApiError> {
+    let mut path = String::new();
+    let parsed = serde_saphyr::with_deserializer_from_str(text, |de| {
+        serde_path_to_error::deserialize::<_, WorkloadSpec>(de).map_err(|e| {
+            path = e.path().to_string();
+            e.into_inner()
+        })
+    });
+    let err = match parsed {
+        Ok(spec) => return Ok(spec),
+        Err(e) => e,
+    };
+    use serde_saphyr::MessageFormatter as _;
+    let message = serde_saphyr::DefaultMessageFormatter.format_message(err.without_snippet());
+    let place = err
+        .location()
+        .map(|l| format!(" at line {}, column {}", l.line(), l.column()))
+        .unwrap_or_default();
+    let message = format!("malformed YAML{place}: {message}");
+    match field_of(&path, &message) {
+        Some(field) => Err(ApiError::invalid(field, message)),
+        None => Err(ApiError::bad_request("malformed_body", message)),
+    }
+}
+
+/// A query string that does not fit `T`: a 400 naming the parameter (unknown, or of the wrong type).
+fn query_error(rejection: QueryRejection) -> ApiError {
+    use std::error::Error as _;
+    let mut source = rejection.source();
+    while let Some(e) = source {
+        if let Some(e) = e.downcast_ref::<serde_path_to_error::Error<serde::de::value::Error>>()
+            && let Some(field) = field_of(&e.path().to_string(), &e.inner().to_string())
+        {
+            return ApiError::invalid(field, e.inner().to_string());
+        }
+        source = e.source();
+    }
+    ApiError::bad_request("invalid_query", rejection.body_text())
 }
 
 /// Submits a workload (JSON, or YAML with `Content-Type: application/yaml`). Acknowledged only once
@@ -466,29 +505,19 @@ async fn submit(State(state): State<Shared>, req: Request) -> Result<Response, A
         ));
     }
     let mut new = NewWorkload::from_spec(spec, &p.name, priority);
-    if let Some(k) = key.clone() {
+    if let Some(k) = key {
         new = new.with_key(k);
     }
-    let existed = match &key {
-        Some(k) => {
-            let (owner, k) = (p.name.clone(), k.clone());
-            state
-                .db
-                .read(move |s| s.get_by_key(&owner, &k))
-                .await?
-                .is_some()
-        }
-        None => false,
-    };
-    let stored = state.db.submit(new, &p.name, now_ms()).await?;
-    if !existed {
+    let submitted = state.db.submit(new, &p.name, now_ms()).await?;
+    let stored = submitted.workload;
+    if submitted.created {
         state.metrics.submissions.inc();
     }
     state.runner.poke();
-    let status = if existed {
-        StatusCode::OK
-    } else {
+    let status = if submitted.created {
         StatusCode::CREATED
+    } else {
+        StatusCode::OK
     };
     let mut resp = (status, Json(view(&stored, None))).into_response();
     if let Ok(v) = HeaderValue::from_str(&format!("/api/workloads/{}/status", stored.id)) {
@@ -535,7 +564,7 @@ async fn list_workloads(
 ) -> Result<Json<WorkloadPage>, ApiError> {
     let p = principal(req.extensions());
     need(&p, Permission::ReadWorkloads)?;
-    let Query(q) = query.map_err(|e| ApiError::bad_request("invalid_query", e.body_text()))?;
+    let Query(q) = query.map_err(query_error)?;
     let state_filter = q
         .state
         .as_deref()
@@ -655,7 +684,7 @@ async fn logs(
 ) -> Result<Response, ApiError> {
     let p = principal(req.extensions());
     need(&p, Permission::ReadWorkloads)?;
-    let Query(q) = query.map_err(|e| ApiError::bad_request("invalid_query", e.body_text()))?;
+    let Query(q) = query.map_err(query_error)?;
     let w = load_visible(&state, &p, &id).await?;
     let stream = match q.stream.as_deref() {
         None | Some("stdout") => gantry_exec::Stream::Stdout,

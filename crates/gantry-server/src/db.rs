@@ -32,9 +32,18 @@ enum Command {
         new: Box<NewWorkload>,
         actor: String,
         now: UnixMillis,
-        reply: oneshot::Sender<Result<Workload, gantry_store::Error>>,
+        reply: oneshot::Sender<Result<Submitted, gantry_store::Error>>,
     },
     Run(Job),
+}
+
+/// A stored submission.
+#[derive(Debug, Clone)]
+pub struct Submitted {
+    /// The workload.
+    pub workload: Workload,
+    /// False when its idempotency key had already stored it (this is a repeat).
+    pub created: bool,
 }
 
 /// Handle to the store: cheap to clone.
@@ -63,13 +72,13 @@ impl Db {
         })
     }
 
-    /// Stores a submission durably; returns once it is committed.
+    /// Stores a submission durably; returns once it is committed, saying whether it is new.
     pub async fn submit(
         &self,
         new: NewWorkload,
         actor: &str,
         now: UnixMillis,
-    ) -> Result<Workload, DbError> {
+    ) -> Result<Submitted, DbError> {
         let (reply, rx) = oneshot::channel();
         self.writer
             .send(Command::Submit {
@@ -142,8 +151,17 @@ type PendingSubmit = (
     NewWorkload,
     String,
     UnixMillis,
-    oneshot::Sender<Result<Workload, gantry_store::Error>>,
+    oneshot::Sender<Result<Submitted, gantry_store::Error>>,
 );
+
+/// Whether storing `new` now creates a workload (false: its idempotency key already has one).
+/// Exact here: only the writer thread stores submissions.
+fn is_new(store: &Store, new: &NewWorkload) -> bool {
+    match &new.idempotency_key {
+        Some(key) => !matches!(store.get_by_key(&new.owner, key), Ok(Some(_))),
+        None => true,
+    }
+}
 
 fn commit_submissions(store: &mut Store, submits: Vec<PendingSubmit>) {
     if submits.is_empty() {
@@ -155,15 +173,28 @@ fn commit_submissions(store: &mut Store, submits: Vec<PendingSubmit>) {
         .windows(2)
         .all(|w| w[0].1 == w[1].1 && w[0].2 == w[1].2);
     if same && submits.len() > 1 {
+        // Within the batch, only the first use of a key creates a workload.
+        let mut keys = std::collections::HashSet::new();
+        let created: Vec<bool> = submits
+            .iter()
+            .map(|(new, ..)| match &new.idempotency_key {
+                Some(k) => keys.insert((new.owner.clone(), k.clone())) && is_new(store, new),
+                None => true,
+            })
+            .collect();
         let batch: Vec<NewWorkload> = submits.iter().map(|s| s.0.clone()).collect();
         if let Ok(stored) = store.submit_batch(&batch, &submits[0].1, submits[0].2) {
-            for (w, s) in stored.into_iter().zip(submits) {
-                let _ = s.3.send(Ok(w));
+            for ((workload, s), created) in stored.into_iter().zip(submits).zip(created) {
+                let _ = s.3.send(Ok(Submitted { workload, created }));
             }
             return;
         }
     }
     for (new, actor, now, reply) in submits {
-        let _ = reply.send(store.submit(&new, &actor, now));
+        let created = is_new(store, &new);
+        let result = store
+            .submit(&new, &actor, now)
+            .map(|workload| Submitted { workload, created });
+        let _ = reply.send(result);
     }
 }

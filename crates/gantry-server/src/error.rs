@@ -140,19 +140,41 @@ impl IntoResponse for ApiError {
     }
 }
 
-/// Turns a JSON body into `T`, naming the field of the first problem (unknown field, wrong type).
+/// Turns a JSON body into `T`, naming the field of the first problem (unknown field, wrong type,
+/// missing field); trailing text after the value is refused.
 pub fn parse_json<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
-    let de = &mut serde_json::Deserializer::from_slice(bytes);
-    serde_path_to_error::deserialize(de).map_err(|e| {
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    let value = serde_path_to_error::deserialize(&mut de).map_err(|e| {
         let path = e.path().to_string();
         let inner = e.into_inner();
         let data_error = inner.classify() == serde_json::error::Category::Data;
-        if !data_error || path.is_empty() || path == "." || path == "?" {
-            ApiError::bad_request("malformed_body", format!("malformed JSON: {inner}"))
-        } else {
-            ApiError::invalid(path, inner.to_string())
+        match field_of(&path, &inner.to_string()).filter(|_| data_error) {
+            Some(field) => ApiError::invalid(field, inner.to_string()),
+            None => ApiError::bad_request("malformed_body", format!("malformed JSON: {inner}")),
         }
-    })
+    })?;
+    de.end()
+        .map_err(|e| ApiError::bad_request("malformed_body", format!("malformed JSON: {e}")))?;
+    Ok(value)
+}
+
+/// The field at fault, from a deserializer's path (`resources.gpu.count`, `.` at the top, `?` for
+/// unknown positions) and its message (a missing field is named only there); `None`: the whole body.
+pub fn field_of(path: &str, message: &str) -> Option<String> {
+    let known: Vec<&str> = path
+        .split('.')
+        .take_while(|s| !s.starts_with('?'))
+        .filter(|s| !s.is_empty())
+        .collect();
+    let missing = message
+        .split_once("missing field `")
+        .and_then(|(_, rest)| rest.split_once('`'))
+        .map(|(name, _)| name);
+    let mut parts = known;
+    if let Some(name) = missing {
+        parts.push(name);
+    }
+    (!parts.is_empty()).then(|| parts.join("."))
 }
 
 #[cfg(test)]
@@ -184,5 +206,12 @@ mod tests {
         assert_eq!(e.field.as_deref(), Some("inner.extra"));
         let e = parse_json::<Probe>(b"{not json").unwrap_err();
         assert_eq!(e.code, "malformed_body");
+        let e = parse_json::<Probe>(br#"{"name": "a", "inner": {}}"#).unwrap_err();
+        assert_eq!(e.field.as_deref(), Some("inner.count"));
+        let e = parse_json::<Probe>(br#"{"inner": {"count": 1}}"#).unwrap_err();
+        assert_eq!(e.field.as_deref(), Some("name"));
+        let e = parse_json::<Probe>(br#"{"name": "a", "inner": {"count": 1}} {}"#).unwrap_err();
+        assert_eq!(e.code, "malformed_body");
+        assert!(parse_json::<Probe>(b" {\"name\": \"a\", \"inner\": {\"count\": 1}}\n ").is_ok());
     }
 }

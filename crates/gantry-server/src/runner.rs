@@ -33,6 +33,9 @@ pub fn now_ms() -> UnixMillis {
 /// The actor name the loop writes into the audit log.
 pub const SCHEDULER: &str = "scheduler";
 
+/// How the reason of a failed start begins (such failures are not retried).
+pub const COULD_NOT_START: &str = "could not start";
+
 /// Settings of the loop.
 #[derive(Clone, Debug)]
 pub struct RunnerConfig {
@@ -378,7 +381,7 @@ impl Runner {
                     id: w.id,
                     from: WorkloadState::Scheduled,
                     change: Transition::to(WorkloadState::Failed)
-                        .reason(format!("could not start: {why}")),
+                        .reason(format!("{COULD_NOT_START}: {why}")),
                 }),
             }
         }
@@ -442,12 +445,10 @@ impl Runner {
         lock(&self.handles).insert(id, handle);
     }
 
-    /// After a restart: resolves every workload the store believes scheduled or running.
+    /// After a restart: resolves every workload the store believes scheduled or running, and
+    /// re-arms the retries of failed work whose backoff the previous server did not see end.
     pub async fn reconcile(self: &Arc<Self>) -> Result<(), crate::db::DbError> {
         let believed = self.db.read(|s| s.running()).await?;
-        if believed.is_empty() {
-            return Ok(());
-        }
         let ids: Vec<String> = believed.iter().map(|w| w.id.to_string()).collect();
         let log_dir = self.config.log_dir.clone();
         let found = tokio::task::spawn_blocking(move || gantry_exec::reconcile(&log_dir, &ids))
@@ -456,52 +457,79 @@ impl Runner {
         let found: HashMap<String, Reconciled> = found.into_iter().collect();
         let mut requests = Vec::new();
         let mut lost = Vec::new();
+        let mut exits = Vec::new();
         for w in &believed {
             let outcome = found.get(&w.id.to_string());
-            match (w.state, outcome) {
-                (WorkloadState::Scheduled, _) => requests.push(TransitionRequest {
-                    id: w.id,
-                    from: WorkloadState::Scheduled,
-                    change: Transition::to(WorkloadState::Pending)
-                        .reason("server restarted before it started"),
-                }),
-                (_, Some(Reconciled::Found(adopted))) => {
-                    tracing::info!(workload = %w.id, pid = adopted.record.pid, "found running again");
-                    self.watch(
-                        w.id,
-                        adopted.attempt,
-                        Handle::Adopted(Arc::new(adopted.clone())),
-                    );
-                }
-                (_, Some(Reconciled::Finished { attempt, exit, .. })) => {
-                    let _ = self
-                        .events
-                        .send(Event::Exited(w.id, *attempt, exit.clone()));
-                }
-                (_, Some(Reconciled::Lost { reason, .. })) => {
+            // A scheduled workload whose process had started (its pid record is of the attempt
+            // this placement began) is resolved like a running one: first marked running.
+            let started_here = match outcome {
+                Some(Reconciled::Found(a)) => a.attempt == w.attempts + 1,
+                Some(Reconciled::Finished { attempt, .. }) => *attempt == w.attempts + 1,
+                Some(Reconciled::Lost {
+                    attempt: Some(a), ..
+                }) => *a == w.attempts + 1,
+                _ => false,
+            };
+            let from = if w.state == WorkloadState::Scheduled {
+                if !started_here {
+                    self.discard_unstarted(w);
                     requests.push(TransitionRequest {
                         id: w.id,
-                        from: w.state,
+                        from: WorkloadState::Scheduled,
+                        change: Transition::to(WorkloadState::Pending)
+                            .reason("server restarted before it started"),
+                    });
+                    continue;
+                }
+                requests.push(TransitionRequest {
+                    id: w.id,
+                    from: WorkloadState::Scheduled,
+                    change: Transition::to(WorkloadState::Running)
+                        .reason("started before the server restarted"),
+                });
+                WorkloadState::Running
+            } else {
+                w.state
+            };
+            let attempts = if w.state == WorkloadState::Scheduled {
+                w.attempts + 1
+            } else {
+                w.attempts
+            };
+            match outcome {
+                Some(Reconciled::Found(adopted)) => {
+                    tracing::info!(workload = %w.id, pid = adopted.record.pid, "found running again");
+                    let adopted = Arc::new(adopted.clone());
+                    self.rearm_timeout(w, &adopted);
+                    self.watch(w.id, adopted.attempt, Handle::Adopted(adopted));
+                }
+                Some(Reconciled::Finished { attempt, exit, .. }) => {
+                    exits.push(Event::Exited(w.id, *attempt, exit.clone()));
+                }
+                Some(Reconciled::Lost { reason, .. }) => {
+                    requests.push(TransitionRequest {
+                        id: w.id,
+                        from,
                         change: Transition::to(WorkloadState::Lost)
                             .reason(format!("lost across a restart: {reason}")),
                     });
-                    lost.push(w.clone());
+                    lost.push((w, attempts));
                 }
-                (_, None) => {
+                None => {
                     requests.push(TransitionRequest {
                         id: w.id,
-                        from: w.state,
+                        from,
                         change: Transition::to(WorkloadState::Lost)
                             .reason("lost across a restart: no record"),
                     });
-                    lost.push(w.clone());
+                    lost.push((w, attempts));
                 }
             }
         }
         // Lost work is retried when its policy allows another attempt.
-        for w in &lost {
+        for (w, attempts) in &lost {
             let retries = u32::try_from(w.spec.retries).unwrap_or(0);
-            if w.attempts <= retries {
+            if *attempts <= retries {
                 requests.push(TransitionRequest {
                     id: w.id,
                     from: WorkloadState::Lost,
@@ -510,10 +538,108 @@ impl Runner {
             }
         }
         let now = now_ms();
-        self.db
-            .write(move |s| s.transition_many(&requests, SCHEDULER, now))
-            .await?;
+        if !requests.is_empty() {
+            self.db
+                .write(move |s| s.transition_many(&requests, SCHEDULER, now))
+                .await?;
+        }
+        for e in exits {
+            let _ = self.events.send(e);
+        }
+        self.rearm_retries(now).await?;
         self.poke();
+        Ok(())
+    }
+
+    /// Removes the log files of an attempt that was placed but never started (no pid record), so
+    /// that the attempt number is free for the next placement.
+    fn discard_unstarted(&self, w: &Workload) {
+        let Ok(paths) =
+            gantry_exec::AttemptPaths::new(&self.config.log_dir, &w.id.to_string(), w.attempts + 1)
+        else {
+            return;
+        };
+        if !paths.pid.exists() && !paths.exit.exists() {
+            let _ = std::fs::remove_file(&paths.stdout);
+            let _ = std::fs::remove_file(&paths.stderr);
+        }
+    }
+
+    /// Stops a child found again after a restart when what is left of its timeout has passed.
+    fn rearm_timeout(&self, w: &Workload, adopted: &Arc<gantry_exec::Adopted>) {
+        let Some(timeout) = w
+            .spec
+            .timeout
+            .as_ref()
+            .and_then(|t| t.seconds().ok())
+            .map(Duration::from_secs)
+        else {
+            return;
+        };
+        let left = timeout.saturating_sub(adopted.elapsed(SystemTime::now()));
+        let (adopted, grace) = (adopted.clone(), self.config.grace);
+        tokio::spawn(async move {
+            tokio::time::sleep(left).await;
+            adopted.stop(grace, Duration::from_millis(100), true).await;
+        });
+    }
+
+    /// Schedules the retry of every failed workload that has attempts left: the previous server
+    /// kept the backoff timer in memory only.
+    async fn rearm_retries(&self, now: UnixMillis) -> Result<(), crate::db::DbError> {
+        let failed = self
+            .db
+            .read(|s| {
+                let mut out = Vec::new();
+                let mut q = ListQuery {
+                    state: Some(WorkloadState::Failed),
+                    limit: 1000,
+                    order: Order::OldestFirst,
+                    ..ListQuery::default()
+                };
+                loop {
+                    let page = s.list(&q)?;
+                    out.extend(page.items.into_iter().filter(|w| {
+                        w.spec.retries > 0
+                            && !w
+                                .reason
+                                .as_deref()
+                                .is_some_and(|r| r.starts_with(COULD_NOT_START))
+                    }));
+                    match page.next {
+                        Some(next) => q.after = Some(next),
+                        None => break,
+                    }
+                }
+                Ok(out)
+            })
+            .await?;
+        for w in failed {
+            let exit = Exit {
+                code: w.exit_code,
+                signal: None,
+                timed_out: w.reason.as_deref() == Some("timeout"),
+                cancelled: false,
+                duration: Duration::ZERO,
+            };
+            let retries = u32::try_from(w.spec.retries).unwrap_or(0);
+            let Some(delay) = gantry_exec::next_attempt(
+                retries,
+                w.attempts,
+                &exit,
+                &self.config.backoff,
+                w.id.raw() as u64,
+            ) else {
+                continue;
+            };
+            let waited = u64::try_from(now - w.finished_at.unwrap_or(now)).unwrap_or(0);
+            let left = delay.saturating_sub(Duration::from_millis(waited));
+            let (tx, id) = (self.events.clone(), w.id);
+            tokio::spawn(async move {
+                tokio::time::sleep(left).await;
+                let _ = tx.send(Event::Requeue(id));
+            });
+        }
         Ok(())
     }
 }

@@ -107,8 +107,9 @@ impl Machine {
         models
     }
 
-    fn layout(&self) -> Layout {
-        let models = self.models();
+    /// The engine nodes of this machine: GPUs grouped by model (at most 16 a node), as (model,
+    /// slot indices); empty without GPUs.
+    pub fn groups(&self) -> Vec<(String, Vec<usize>)> {
         let mut groups: Vec<(String, Vec<usize>)> = Vec::new();
         for (i, s) in self.slots.iter().enumerate() {
             match groups
@@ -119,7 +120,22 @@ impl Machine {
                 None => groups.push((s.model.clone(), vec![i])),
             }
         }
+        groups
+    }
+
+    /// The CPU (milli) and memory (MiB) of a node holding `gpus` of the machine's GPUs: its share
+    /// in proportion to its GPUs.
+    pub fn node_share(&self, gpus: usize) -> (u64, u64) {
         let total = self.slots.len().max(1) as u64;
+        (
+            self.cpu_milli * gpus as u64 / total,
+            self.memory_mib * gpus as u64 / total,
+        )
+    }
+
+    fn layout(&self) -> Layout {
+        let models = self.models();
+        let groups = self.groups();
         let specs: Vec<NodeSpec> = if groups.is_empty() {
             vec![NodeSpec {
                 name: self.name.clone(),
@@ -131,12 +147,15 @@ impl Machine {
         } else {
             groups
                 .iter()
-                .map(|(model, v)| NodeSpec {
-                    name: format!("{}/{model}", self.name),
-                    cpu_milli: self.cpu_milli * v.len() as u64 / total,
-                    memory_mib: self.memory_mib * v.len() as u64 / total,
-                    gpu_count: v.len() as u8,
-                    gpu_model: models.get(model),
+                .map(|(model, v)| {
+                    let (cpu_milli, memory_mib) = self.node_share(v.len());
+                    NodeSpec {
+                        name: format!("{}/{model}", self.name),
+                        cpu_milli,
+                        memory_mib,
+                        gpu_count: v.len() as u8,
+                        gpu_model: models.get(model),
+                    }
                 })
                 .collect()
         };

@@ -93,16 +93,11 @@ pub fn host_resources() -> (u64, u64) {
     (cpus * 1000, mem_kib / 1024)
 }
 
-/// This machine as a cluster description (one node per GPU model), for validating submissions.
+/// This machine as a cluster description, for validating submissions: the same nodes as the
+/// scheduler's (`Machine::groups`), each with its share of the CPU and memory.
 pub fn cluster_of(machine: &Machine) -> ClusterSpec {
-    let mut by_model: Vec<(String, i64)> = Vec::new();
-    for s in &machine.slots {
-        match by_model.iter_mut().find(|(m, n)| *m == s.model && *n < 8) {
-            Some((_, n)) => *n += 1,
-            None => by_model.push((s.model.clone(), 1)),
-        }
-    }
-    let nodes = if by_model.is_empty() {
+    let groups = machine.groups();
+    let nodes = if groups.is_empty() {
         vec![NodeDescription {
             name: machine.name.clone(),
             labels: Default::default(),
@@ -113,23 +108,26 @@ pub fn cluster_of(machine: &Machine) -> ClusterSpec {
             gpus: None,
         }]
     } else {
-        by_model
+        groups
             .into_iter()
             .enumerate()
-            .map(|(i, (model, count))| NodeDescription {
-                name: format!("{}-{i}", machine.name),
-                labels: Default::default(),
-                taints: Vec::new(),
-                pool: Default::default(),
-                cpu: MilliQuantity::from_milli(machine.cpu_milli),
-                memory: MemoryQuantity::from_mib(machine.memory_mib.max(1)),
-                gpus: Some(NodeGpus {
-                    model,
-                    count,
-                    memory: None,
-                    mig: Default::default(),
-                    nvlink_groups: Vec::new(),
-                }),
+            .map(|(i, (model, slots))| {
+                let (cpu, memory) = machine.node_share(slots.len());
+                NodeDescription {
+                    name: format!("{}-{i}", machine.name),
+                    labels: Default::default(),
+                    taints: Vec::new(),
+                    pool: Default::default(),
+                    cpu: MilliQuantity::from_milli(cpu),
+                    memory: MemoryQuantity::from_mib(memory.max(1)),
+                    gpus: Some(NodeGpus {
+                        model,
+                        count: slots.len() as i64,
+                        memory: None,
+                        mig: Default::default(),
+                        nvlink_groups: Vec::new(),
+                    }),
+                }
             })
             .collect()
     };
@@ -327,5 +325,49 @@ async fn shutdown_signal() {
     tokio::select! {
         _ = ctrl_c => {}
         _ = term => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn validation_sees_the_nodes_the_scheduler_places_on() {
+        let slot = |i: u32, model: &str| Slot {
+            index: i,
+            uuid: format!("GPU-{i}"),
+            model: model.into(),
+            healthy: true,
+        };
+        let machine = Machine {
+            name: "box".into(),
+            slots: vec![
+                slot(0, "H100-80GB"),
+                slot(1, "H100-80GB"),
+                slot(2, "H100-80GB"),
+                slot(3, "A100-40GB"),
+            ],
+            cpu_milli: 8000,
+            memory_mib: 64 * 1024,
+        };
+        let cluster = cluster_of(&machine);
+        let sizes: Vec<(i64, u64, u64)> = cluster
+            .nodes
+            .iter()
+            .map(|n| {
+                (
+                    n.gpus.as_ref().map_or(0, |g| g.count),
+                    n.cpu.milli().unwrap(),
+                    n.memory.mib().unwrap(),
+                )
+            })
+            .collect();
+        // Each node holds its share of the CPU and memory, as in `schedule::plan`'s layout.
+        assert_eq!(sizes, vec![(3, 6000, 48 * 1024), (1, 2000, 16 * 1024)]);
+        assert_eq!(
+            cluster.largest_node_cpu_memory(),
+            (Some(6000), Some(48 * 1024))
+        );
     }
 }

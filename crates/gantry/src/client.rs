@@ -429,6 +429,9 @@ pub fn logs(a: LogsArgs) -> anyhow::Result<()> {
     use std::io::Write;
     let client = Client::from(&a.conn);
     let stream = if a.stderr { "stderr" } else { "stdout" };
+    if a.follow {
+        wait_until_started(&client, &a.id)?;
+    }
     let mut offset = 0u64;
     loop {
         let q = query(&[
@@ -458,6 +461,22 @@ pub fn logs(a: LogsArgs) -> anyhow::Result<()> {
         if text.is_empty() {
             std::thread::sleep(Duration::from_millis(500));
         }
+    }
+}
+
+/// Waits while workload `id` has not started (pending, admitted, scheduled), for `logs -f`.
+fn wait_until_started(client: &Client, id: &str) -> anyhow::Result<()> {
+    loop {
+        let v = client.get(&format!("/api/workloads/{id}/status"))?;
+        let w = &v["workload"];
+        let waiting = matches!(
+            w["state"].as_str().unwrap_or(""),
+            "pending" | "admitted" | "scheduled"
+        );
+        if !waiting || w["attempts"].as_u64().unwrap_or(0) > 0 {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(500));
     }
 }
 
