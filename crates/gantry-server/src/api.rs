@@ -134,7 +134,7 @@ fn principal(req_ext: &axum::http::Extensions) -> Principal {
     })
 }
 
-/// The API router (everything but the static and metrics routes needs the auth layer).
+/// The API router: everything but `/healthz`, `/readyz` and `/metrics` goes through the auth layer.
 pub fn router(state: Shared) -> Router {
     let api = Router::new()
         .route("/api/gpu/resources", get(gpu_resources))
@@ -149,15 +149,16 @@ pub fn router(state: Shared) -> Router {
         )
         .route("/api/monitoring/metrics", get(monitoring))
         .route("/api/queues", get(queues))
+        // The API description too: with auth on, only the probes and /metrics answer without a token.
+        .merge(
+            utoipa_swagger_ui::SwaggerUi::new("/docs")
+                .external_url_unchecked("/openapi.json", openapi()),
+        )
         .layer(middleware::from_fn_with_state(state.clone(), authenticate));
     let open = Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
-        .route("/metrics", get(prometheus))
-        .merge(
-            utoipa_swagger_ui::SwaggerUi::new("/docs")
-                .external_url_unchecked("/openapi.json", openapi()),
-        );
+        .route("/metrics", get(prometheus));
     api.merge(open)
         .fallback(|| async { ApiError::not_found("no such route") })
         .method_not_allowed_fallback(|| async {

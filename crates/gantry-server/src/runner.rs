@@ -47,6 +47,8 @@ pub struct RunnerConfig {
     pub grace: Duration,
     /// Retry backoff.
     pub backoff: Backoff,
+    /// How often finished workloads are checked against their `ttlAfterFinished`.
+    pub ttl_sweep: Duration,
 }
 
 /// A process the loop watches: started by us, or found again after a restart.
@@ -191,7 +193,14 @@ impl Runner {
         if let Err(e) = self.reconcile().await {
             tracing::error!(error = %e, "reconcile after restart failed");
         }
+        let mut last_sweep = std::time::Instant::now();
         loop {
+            if last_sweep.elapsed() >= self.config.ttl_sweep {
+                last_sweep = std::time::Instant::now();
+                if let Err(e) = self.sweep_expired().await {
+                    tracing::error!(error = %e, "TTL sweep failed");
+                }
+            }
             let mut events = Vec::new();
             tokio::select! {
                 _ = self.wake.notified() => {}
@@ -210,6 +219,71 @@ impl Runner {
                 .1
                 .push(started.elapsed().as_secs_f64());
         }
+    }
+
+    /// Deletes finished workloads whose `ttlAfterFinished` has passed, with their logs; returns how many.
+    ///
+    /// A failed workload that still has a retry coming is kept. The audit events stay (the store keeps
+    /// them), so the history of a deleted workload remains readable in the audit log.
+    pub async fn sweep_expired(self: &Arc<Self>) -> Result<usize, crate::db::DbError> {
+        let now = now_ms();
+        let expired = self
+            .db
+            .read(move |s| {
+                let mut out = Vec::new();
+                for state in WorkloadState::ALL.into_iter().filter(|st| st.is_finished()) {
+                    let mut q = ListQuery {
+                        state: Some(state),
+                        limit: 1000,
+                        order: Order::OldestFirst,
+                        ..ListQuery::default()
+                    };
+                    loop {
+                        let page = s.list(&q)?;
+                        out.extend(
+                            page.items
+                                .into_iter()
+                                .filter(|w| ttl_expired(w, now))
+                                .map(|w| w.id),
+                        );
+                        match page.next {
+                            Some(next) => q.after = Some(next),
+                            None => break,
+                        }
+                    }
+                }
+                Ok(out)
+            })
+            .await?;
+        if expired.is_empty() {
+            return Ok(0);
+        }
+        let ids = expired.clone();
+        let deleted = self
+            .db
+            .write(move |s| {
+                let mut done = Vec::new();
+                for id in ids {
+                    // Another writer may have changed it meanwhile (a retry): skip those.
+                    if s.delete_finished(id, SCHEDULER, now).is_ok() {
+                        done.push(id);
+                    }
+                }
+                Ok(done)
+            })
+            .await?;
+        let log_dir = self.config.log_dir.clone();
+        let names: Vec<String> = deleted.iter().map(|id| id.to_string()).collect();
+        let count = deleted.len();
+        let _ = tokio::task::spawn_blocking(move || {
+            for id in names {
+                if let Err(e) = gantry_exec::cleanup(&log_dir, &id) {
+                    tracing::warn!(workload = %id, error = %e, "could not remove logs after TTL");
+                }
+            }
+        })
+        .await;
+        Ok(count)
     }
 
     async fn cycle(self: &Arc<Self>, events: Vec<Event>) -> Result<(), crate::db::DbError> {
@@ -644,6 +718,27 @@ impl Runner {
     }
 }
 
+/// Whether `w` finished more than its `ttlAfterFinished` before `now` (and has no retry coming).
+fn ttl_expired(w: &Workload, now: UnixMillis) -> bool {
+    let Some(ttl) = w
+        .spec
+        .ttl_after_finished
+        .as_ref()
+        .and_then(|d| d.seconds().ok())
+    else {
+        return false;
+    };
+    let Some(finished) = w.finished_at else {
+        return false;
+    };
+    let retry_coming = w.state == WorkloadState::Failed
+        && u32::try_from(w.spec.retries).unwrap_or(0) >= w.attempts
+        && w.reason
+            .as_deref()
+            .is_some_and(|r| !r.starts_with("could not start"));
+    !retry_coming && now.saturating_sub(finished) >= (ttl as i64).saturating_mul(1000)
+}
+
 fn unknown_exit() -> Exit {
     Exit {
         code: None,
@@ -724,5 +819,59 @@ fn assignment_of(taken: &[Taken], machine: &Machine) -> Assignment {
                 })
                 .collect(),
         }],
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use gantry_core::spec::WorkloadSpec;
+
+    fn finished(state: WorkloadState, ttl: Option<&str>, finished_at: i64) -> Workload {
+        let mut spec: WorkloadSpec =
+            serde_json::from_value(serde_json::json!({"name": "w", "run": {"command": ["true"]}}))
+                .unwrap_or_else(|e| panic!("{e}"));
+        spec.ttl_after_finished = ttl.map(|t| gantry_core::spec::Duration(t.to_string()));
+        Workload {
+            id: WorkloadId::from_raw(1).unwrap_or_else(|| panic!("id")),
+            name: "w".into(),
+            owner: "o".into(),
+            queue: "default".into(),
+            priority: 0,
+            state,
+            spec,
+            assignment: None,
+            attempts: 1,
+            exit_code: Some(0),
+            reason: Some("exit 0".into()),
+            submitted_at: 0,
+            started_at: Some(0),
+            finished_at: Some(finished_at),
+            updated_at: finished_at,
+            idempotency_key: None,
+        }
+    }
+
+    #[test]
+    fn ttl_counts_from_the_finish() {
+        let w = finished(WorkloadState::Succeeded, Some("1m"), 10_000);
+        assert!(!ttl_expired(&w, 10_000 + 59_999));
+        assert!(ttl_expired(&w, 10_000 + 60_000));
+        // No TTL: kept forever.
+        assert!(!ttl_expired(
+            &finished(WorkloadState::Succeeded, None, 0),
+            i64::MAX
+        ));
+    }
+
+    #[test]
+    fn a_failure_with_a_retry_coming_is_kept() {
+        let mut w = finished(WorkloadState::Failed, Some("1s"), 0);
+        w.spec.retries = 2;
+        w.reason = Some("exit 1".into());
+        assert!(!ttl_expired(&w, 1_000_000));
+        // Out of retries: it goes.
+        w.attempts = 3;
+        assert!(ttl_expired(&w, 1_000_000));
     }
 }

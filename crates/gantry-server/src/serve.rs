@@ -38,6 +38,8 @@ pub struct ServeConfig {
     pub cpu_milli: Option<u64>,
     /// Allocatable memory in MiB.
     pub memory_mib: Option<u64>,
+    /// How often finished workloads are checked against their TTL.
+    pub ttl_sweep: Duration,
 }
 
 /// Why the server could not start.
@@ -189,6 +191,7 @@ pub async fn serve(
             run_as: config.run_as,
             grace: config.grace,
             backoff: Backoff::default(),
+            ttl_sweep: config.ttl_sweep,
         },
     );
     let state = Arc::new(AppState {

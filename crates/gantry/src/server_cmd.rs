@@ -40,6 +40,9 @@ pub struct ServeArgs {
     /// Allocatable memory in GiB (default: the host's).
     #[arg(long)]
     memory_gib: Option<u64>,
+    /// Seconds between checks of finished workloads against their `ttlAfterFinished`.
+    #[arg(long, default_value_t = 30, hide = true)]
+    ttl_sweep_secs: u64,
 }
 
 fn db_path(db: Option<PathBuf>) -> anyhow::Result<PathBuf> {
@@ -104,6 +107,7 @@ fn config(args: ServeArgs) -> anyhow::Result<ServeConfig> {
         node_name: host,
         cpu_milli: args.cpus.map(|c| u64::from(c) * 1000),
         memory_mib: args.memory_gib.map(|g| g * 1024),
+        ttl_sweep: Duration::from_secs(args.ttl_sweep_secs.max(1)),
     })
 }
 
@@ -212,6 +216,7 @@ pub fn demo(args: DemoArgs) -> anyhow::Result<()> {
         grace: 5,
         cpus: Some(64),
         memory_gib: Some(512),
+        ttl_sweep_secs: 30,
     })?;
     if !config.listen.ip().is_loopback() {
         bail!("--listen: the demo runs without tokens, so it only listens on loopback");

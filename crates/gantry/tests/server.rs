@@ -1439,3 +1439,40 @@ fn cli_commands_and_exit_codes() {
         .output()
         .unwrap());
 }
+
+/// `ttlAfterFinished`: a finished workload and its logs are deleted once the TTL has passed; one
+/// without a TTL stays; the audit log keeps the history.
+#[test]
+fn finished_workloads_go_after_their_ttl() {
+    let server = Server::start(Opts {
+        no_auth: true,
+        extra: vec![
+            "--grace".into(),
+            "1".into(),
+            "--ttl-sweep-secs".into(),
+            "1".into(),
+        ],
+    });
+    let http = server.http();
+    let mut spec = sh("short-lived", "echo bye", 0);
+    spec["ttlAfterFinished"] = json!("1s");
+    let gone = http.submit(&spec);
+    let kept = http.submit(&sh("kept", "echo stay", 0));
+    http.wait_state(&gone, &["succeeded"], secs(10));
+    http.wait_state(&kept, &["succeeded"], secs(10));
+    assert!(
+        server.logs().join(&gone).exists(),
+        "logs exist while it is kept"
+    );
+    wait_for(secs(10), "the TTL sweep to delete the workload", || {
+        (http.get(&format!("/api/workloads/{gone}/status")).status == 404).then_some(())
+    });
+    assert!(
+        !server.logs().join(&gone).exists(),
+        "its logs are removed with it"
+    );
+    assert_eq!(
+        http.get(&format!("/api/workloads/{kept}/status")).status,
+        200
+    );
+}
