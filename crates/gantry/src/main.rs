@@ -11,6 +11,7 @@ mod server_cmd;
 mod simulate;
 mod specs;
 mod template_cmd;
+mod watch;
 
 use clap::{Parser, Subcommand};
 
@@ -63,6 +64,8 @@ enum Command {
     Health(client::ShowArgs),
     /// Print a workload spec to start from (`--kind`, `--from-description`).
     Template(template_cmd::TemplateArgs),
+    /// Live terminal view: GPUs with utilisation bars, the queue, running work (`q` quits).
+    Watch(watch::WatchArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -93,5 +96,6 @@ fn main() -> anyhow::Result<()> {
         Command::Nodes(args) => client::nodes(args),
         Command::Health(args) => client::health(args),
         Command::Template(args) => template_cmd::run(args),
+        Command::Watch(args) => watch::run(args),
     }
 }
