@@ -160,9 +160,12 @@ fn acknowledged_submissions_survive_kill_9() {
         assert_eq!(w.name, key);
         assert_eq!(store.events(*id).unwrap().len(), 1, "{id}: one event");
     }
-    // Beyond the acknowledged ones, at most what was in flight: committed, not yet printed.
+    // Beyond the acknowledged ones, only what was in flight: committed, not yet printed. The bound
+    // allows two batches of the batching child (a commit can land while the previous batch's lines
+    // are still on their way through the pipe) and one single submission; what matters above is that
+    // every acknowledged one is there exactly once.
     let unacked = by_key.len() - acks.len();
-    assert!(unacked <= 1 + 10, "{unacked} stored but not acknowledged");
+    assert!(unacked <= 1 + 2 * 10, "{unacked} stored but not acknowledged");
     assert!(by_key.values().all(|ids| ids.len() == 1));
     // A client retrying an acknowledged submission after the crash gets the same workload.
     let (prefix, i, id) = &acks[acks.len() / 2];
