@@ -165,7 +165,10 @@ fn acknowledged_submissions_survive_kill_9() {
     // are still on their way through the pipe) and one single submission; what matters above is that
     // every acknowledged one is there exactly once.
     let unacked = by_key.len() - acks.len();
-    assert!(unacked <= 1 + 2 * 10, "{unacked} stored but not acknowledged");
+    assert!(
+        unacked <= 1 + 2 * 10,
+        "{unacked} stored but not acknowledged"
+    );
     assert!(by_key.values().all(|ids| ids.len() == 1));
     // A client retrying an acknowledged submission after the crash gets the same workload.
     let (prefix, i, id) = &acks[acks.len() / 2];
