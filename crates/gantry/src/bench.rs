@@ -41,6 +41,8 @@ enum BenchWhat {
     Scenario(crate::scenario::BenchScenarioArgs),
     /// The standalone server: durable submissions/s, end-to-end jobs/s, list latency (loopback HTTP).
     Serve(crate::bench_serve::BenchServeArgs),
+    /// The Kubernetes scheduler: pods bound per second against a fake API (5,000 nodes by default).
+    K8s(crate::k8s_cmd::BenchK8sArgs),
 }
 
 /// Runs `gantry bench`: replays one at a time on one thread and reports their times.
@@ -48,6 +50,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     match args.what {
         Some(BenchWhat::Scenario(a)) => return crate::scenario::bench(a),
         Some(BenchWhat::Serve(a)) => return crate::bench_serve::run(a),
+        Some(BenchWhat::K8s(a)) => return crate::k8s_cmd::bench(a),
         None => {}
     }
     if args.repeat == 0 {

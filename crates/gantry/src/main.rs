@@ -4,6 +4,7 @@ mod bench;
 mod bench_serve;
 mod bound;
 mod client;
+mod k8s_cmd;
 mod reproduce;
 mod scenario;
 mod seeds;
@@ -66,6 +67,9 @@ enum Command {
     Template(template_cmd::TemplateArgs),
     /// Live terminal view: GPUs with utilisation bars, the queue, running work (`q` quits).
     Watch(watch::WatchArgs),
+    /// Kubernetes mode: CRDs, manifests, controller, scheduler, node agent, node labelling.
+    #[command(subcommand)]
+    K8s(k8s_cmd::K8sCommand),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -97,5 +101,6 @@ fn main() -> anyhow::Result<()> {
         Command::Health(args) => client::health(args),
         Command::Template(args) => template_cmd::run(args),
         Command::Watch(args) => watch::run(args),
+        Command::K8s(cmd) => k8s_cmd::run(cmd),
     }
 }

@@ -111,7 +111,8 @@ fn config(args: ServeArgs) -> anyhow::Result<ServeConfig> {
     })
 }
 
-fn init_tracing() {
+/// Logs to stderr, filtered by `GANTRY_LOG` (default `info`).
+pub fn init_tracing() {
     let filter = tracing_subscriber::EnvFilter::try_from_env("GANTRY_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let _ = tracing_subscriber::fmt()

@@ -1,0 +1,275 @@
+//! `gantry k8s ...`: the Kubernetes mode's components and tools, and `gantry bench k8s`.
+
+use anyhow::Context;
+use clap::{Args, Subcommand};
+use gantry_gpu::DiscoverOptions;
+use gantry_k8s::{agent, controller, crd, labels, manifests, scheduler};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// `gantry k8s` subcommands.
+#[derive(Subcommand, Debug)]
+pub enum K8sCommand {
+    /// Print the GPUWorkload, GPUQueue and GPUNode CRDs (YAML).
+    Crds,
+    /// Print the deployment manifests (namespace, CRDs, RBAC, controller, scheduler, agent, monitoring).
+    Render(RenderArgs),
+    /// Run the controller: GPUWorkloads into Pods, admission by queue quota, status, finalizer.
+    Controller(ControllerArgs),
+    /// Run the GPU-aware scheduler: binds Pods with `schedulerName: gantry`.
+    Scheduler(SchedulerArgs),
+    /// Run the node agent: GPU discovery and telemetry into GPUNode status, node labels, DCGM metrics.
+    Agent(AgentArgs),
+    /// Label (and taint) the nodes that have GPUs, from their allocatable `nvidia.com/gpu`.
+    LabelNodes {
+        /// Print what would change; change nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+}
+
+/// Options of `gantry k8s render`.
+#[derive(Args, Debug)]
+pub struct RenderArgs {
+    /// Namespace of the components.
+    #[arg(long, default_value = "gantry-system")]
+    namespace: String,
+    /// Container image of the components.
+    #[arg(long, default_value = "ghcr.io/gantry-dev/gantry:0.1.0")]
+    image: String,
+    /// Leave out the ServiceMonitor, PrometheusRule and Grafana dashboard (no Prometheus Operator).
+    #[arg(long)]
+    no_monitoring: bool,
+    /// Leave out the CRDs.
+    #[arg(long)]
+    no_crds: bool,
+}
+
+/// Options of `gantry k8s controller`.
+#[derive(Args, Debug)]
+pub struct ControllerArgs {
+    /// Watch only this namespace (default: all).
+    #[arg(long)]
+    namespace: Option<String>,
+    /// Namespace of the leader-election Lease.
+    #[arg(long, default_value = "gantry-system")]
+    lease_namespace: String,
+    /// Name of the leader-election Lease.
+    #[arg(long, default_value = "gantry-controller")]
+    lease_name: String,
+    /// Where `/healthz` and `/readyz` listen.
+    #[arg(long, default_value = "0.0.0.0:8080")]
+    metrics_addr: SocketAddr,
+}
+
+/// Options of `gantry k8s scheduler`.
+#[derive(Args, Debug)]
+pub struct SchedulerArgs {
+    /// Placement strategy (see `gantry strategies`).
+    #[arg(long, default_value = "gantry")]
+    strategy: String,
+    /// Schedule only Pods of this namespace (default: all).
+    #[arg(long)]
+    namespace: Option<String>,
+    /// Where `/metrics` and `/healthz` listen.
+    #[arg(long, default_value = "0.0.0.0:8080")]
+    metrics_addr: SocketAddr,
+}
+
+/// Options of `gantry k8s agent`.
+#[derive(Args, Debug)]
+pub struct AgentArgs {
+    /// This node's name (the DaemonSet passes the downward API's spec.nodeName).
+    #[arg(long, env = "NODE_NAME")]
+    node_name: String,
+    /// Seconds between telemetry syncs (`10s` or `10`).
+    #[arg(long, default_value = "10s")]
+    interval: String,
+    /// Where `/metrics` (DCGM-compatible), `/healthz` and `/readyz` listen.
+    #[arg(long, default_value = "0.0.0.0:9400")]
+    metrics_addr: SocketAddr,
+    /// Simulated GPUs instead of NVML (see `gantry serve --simulate-gpus`).
+    #[arg(long)]
+    simulate_gpus: Option<String>,
+    /// Seed of simulated telemetry.
+    #[arg(long, default_value_t = 42)]
+    seed: u64,
+    /// Read captured `nvidia-smi -q -x` output instead of NVML.
+    #[arg(long)]
+    nvidia_smi_xml: Option<PathBuf>,
+    /// Load NVML from this path instead of `libnvidia-ml.so.1`.
+    #[arg(long)]
+    nvml_library: Option<PathBuf>,
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?)
+}
+
+async fn client() -> anyhow::Result<kube::Client> {
+    kube::Client::try_default()
+        .await
+        .context("no Kubernetes credentials (in-cluster service account or KUBECONFIG)")
+}
+
+fn parse_secs(s: &str) -> anyhow::Result<Duration> {
+    let n = s.trim().trim_end_matches('s');
+    let secs: f64 = n
+        .parse()
+        .with_context(|| format!("--interval: {s:?} is not a number of seconds"))?;
+    if !(0.1..=3600.0).contains(&secs) {
+        anyhow::bail!("--interval: {s:?} must be between 0.1s and 3600s");
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
+
+/// Runs `gantry k8s ...`.
+pub fn run(cmd: K8sCommand) -> anyhow::Result<()> {
+    match cmd {
+        K8sCommand::Crds => {
+            print!("{}", crd::crds_yaml());
+            Ok(())
+        }
+        K8sCommand::Render(a) => {
+            let out = manifests::render_with(&manifests::RenderOptions {
+                namespace: a.namespace,
+                image: a.image,
+                monitoring: !a.no_monitoring,
+                crds: !a.no_crds,
+            })?;
+            print!("{out}");
+            Ok(())
+        }
+        K8sCommand::Controller(a) => {
+            crate::server_cmd::init_tracing();
+            let identity = std::env::var("POD_NAME")
+                .or_else(|_| {
+                    std::fs::read_to_string("/proc/sys/kernel/hostname")
+                        .map(|h| h.trim().to_string())
+                })
+                .unwrap_or_else(|_| format!("gantry-controller-{}", std::process::id()));
+            runtime()?.block_on(async move {
+                let client = client().await?;
+                tokio::spawn(health_only(a.metrics_addr));
+                controller::run(
+                    client,
+                    controller::ControllerOptions {
+                        namespace: a.namespace,
+                        lease_name: a.lease_name,
+                        lease_namespace: a.lease_namespace,
+                        identity,
+                    },
+                )
+                .await?;
+                Ok(())
+            })
+        }
+        K8sCommand::Scheduler(a) => {
+            crate::server_cmd::init_tracing();
+            let strategy = gantry_core::Policy::from_name(&a.strategy).context("--strategy")?;
+            runtime()?.block_on(async move {
+                let client = client().await?;
+                scheduler::run(
+                    client,
+                    scheduler::SchedulerOptions {
+                        strategy,
+                        namespace: a.namespace,
+                        metrics_addr: Some(a.metrics_addr),
+                    },
+                )
+                .await?;
+                Ok(())
+            })
+        }
+        K8sCommand::Agent(a) => {
+            crate::server_cmd::init_tracing();
+            let interval = parse_secs(&a.interval)?;
+            runtime()?.block_on(async move {
+                let client = client().await?;
+                agent::run(
+                    client,
+                    agent::AgentOptions {
+                        node_name: a.node_name,
+                        discover: DiscoverOptions {
+                            simulate: a.simulate_gpus,
+                            seed: a.seed,
+                            nvidia_smi_xml: a.nvidia_smi_xml,
+                            nvml_library: a.nvml_library,
+                            ..DiscoverOptions::default()
+                        },
+                        interval,
+                        metrics_addr: a.metrics_addr,
+                    },
+                )
+                .await?;
+                Ok(())
+            })
+        }
+        K8sCommand::LabelNodes { dry_run } => runtime()?.block_on(async move {
+            let client = client().await?;
+            for line in labels::label_nodes(client, dry_run).await? {
+                println!("{line}");
+            }
+            Ok(())
+        }),
+    }
+}
+
+/// `/healthz` and `/readyz` for a component without metrics of its own (the controller).
+async fn health_only(addr: SocketAddr) {
+    let (_m, metrics) = tokio::sync::watch::channel(String::new());
+    let (_r, ready) = tokio::sync::watch::channel(true);
+    match tokio::net::TcpListener::bind(addr).await {
+        Ok(listener) => {
+            if let Err(e) = agent::serve_metrics(listener, metrics, ready).await {
+                eprintln!("gantry: health endpoint stopped: {e}");
+            }
+        }
+        Err(e) => eprintln!("gantry: cannot listen for health probes on {addr}: {e}"),
+    }
+}
+
+/// Options of `gantry bench k8s`.
+#[derive(Args, Debug)]
+pub struct BenchK8sArgs {
+    /// Fake GPU nodes.
+    #[arg(long, default_value_t = 5000)]
+    nodes: usize,
+    /// Pending Pods.
+    #[arg(long, default_value_t = 10_000)]
+    pods: usize,
+    /// Bind over loopback HTTP to a fake API server instead of an in-process fake.
+    #[arg(long)]
+    http: bool,
+}
+
+/// Runs `gantry bench k8s`: pods bound per second by the scheduler against a fake API.
+pub fn bench(a: BenchK8sArgs) -> anyhow::Result<()> {
+    let report = runtime()?.block_on(async move {
+        if a.http {
+            scheduler::bench_http(a.nodes, a.pods)
+                .await
+                .map_err(anyhow::Error::from)
+        } else {
+            Ok(scheduler::bench(a.nodes, a.pods).await)
+        }
+    })?;
+    println!(
+        "{} nodes, {} pending pods: {} bound in {:.3} s ({:.3} s deciding) = {:.0} pods/s ({})",
+        report.nodes,
+        report.pods,
+        report.bound,
+        report.total_secs,
+        report.decide_secs,
+        report.pods_per_sec,
+        if a.http {
+            "loopback HTTP fake API"
+        } else {
+            "in-process fake API"
+        }
+    );
+    Ok(())
+}
