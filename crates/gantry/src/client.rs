@@ -168,6 +168,12 @@ pub struct SubmitArgs {
     /// The command to run (after `--`).
     #[arg(last = true)]
     command: Vec<String>,
+    /// Submit `GPUWorkload` YAML to the Kubernetes cluster of the kubeconfig instead of a gantry server.
+    #[arg(long)]
+    kube: bool,
+    /// With --kube: the namespace (default: the file's, else the kubeconfig's).
+    #[arg(long, requires = "kube")]
+    namespace: Option<String>,
     #[command(flatten)]
     conn: Connection,
 }
@@ -227,6 +233,9 @@ pub fn submit(a: SubmitArgs) -> anyhow::Result<()> {
         }
         None => shorthand_yaml(&a)?,
     };
+    if a.kube {
+        return crate::k8s_cmd::submit_kube(&yaml, a.namespace.as_deref());
+    }
     let client = Client::from(&a.conn);
     let w = client.submit_yaml(&yaml, a.key.as_deref())?;
     if a.json {
@@ -336,6 +345,12 @@ pub struct ListArgs {
     /// Print JSON.
     #[arg(long)]
     json: bool,
+    /// List the `GPUWorkload`s of the kubeconfig's cluster instead of a gantry server's workloads.
+    #[arg(long)]
+    kube: bool,
+    /// With --kube: only this namespace (default: all).
+    #[arg(long, requires = "kube")]
+    namespace: Option<String>,
     #[command(flatten)]
     conn: Connection,
 }
@@ -365,6 +380,9 @@ fn urlencode(s: &str) -> String {
 
 /// Runs `gantry workloads`.
 pub fn workloads(a: ListArgs) -> anyhow::Result<()> {
+    if a.kube {
+        return crate::k8s_cmd::workloads_kube(a.namespace.as_deref(), a.json);
+    }
     let q = query(&[
         ("state", a.state.clone()),
         ("queue", a.queue.clone()),

@@ -273,3 +273,82 @@ pub fn bench(a: BenchK8sArgs) -> anyhow::Result<()> {
     );
     Ok(())
 }
+
+/// `gantry submit --kube FILE`: creates the `GPUWorkload` objects of a YAML file (one or several
+/// documents) through the kubeconfig's cluster.
+pub fn submit_kube(yaml: &str, namespace: Option<&str>) -> anyhow::Result<()> {
+    use gantry_k8s::crd::GPUWorkload;
+    use kube::api::{Api, PostParams};
+    let docs: Vec<GPUWorkload> = serde_saphyr::from_multiple(yaml).map_err(|e| {
+        anyhow::anyhow!("not GPUWorkload YAML (apiVersion gantry.dev/v1alpha1): {e}")
+    })?;
+    if docs.is_empty() {
+        anyhow::bail!("no GPUWorkload in the file");
+    }
+    for wl in &docs {
+        if let Err(errors) = wl.spec.validate(wl.metadata.name.as_deref().unwrap_or("")) {
+            let text: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
+            anyhow::bail!(
+                "{}: {}",
+                wl.metadata.name.as_deref().unwrap_or("?"),
+                text.join("; ")
+            );
+        }
+    }
+    runtime()?.block_on(async move {
+        let client = client().await?;
+        for wl in docs {
+            let ns = wl
+                .metadata
+                .namespace
+                .clone()
+                .or_else(|| namespace.map(str::to_string))
+                .unwrap_or_else(|| client.default_namespace().to_string());
+            let api: Api<GPUWorkload> = Api::namespaced(client.clone(), &ns);
+            let created = api.create(&PostParams::default(), &wl).await?;
+            println!(
+                "gpuworkload/{} created in {ns}",
+                created.metadata.name.as_deref().unwrap_or("?")
+            );
+        }
+        Ok(())
+    })
+}
+
+/// `gantry workloads --kube`: the `GPUWorkload`s of a namespace (or all), as a table.
+pub fn workloads_kube(namespace: Option<&str>, json: bool) -> anyhow::Result<()> {
+    use gantry_k8s::crd::GPUWorkload;
+    use kube::api::{Api, ListParams};
+    runtime()?.block_on(async move {
+        let client = client().await?;
+        let api: Api<GPUWorkload> = match namespace {
+            Some(ns) => Api::namespaced(client, ns),
+            None => Api::all(client),
+        };
+        let list = api.list(&ListParams::default()).await?;
+        if json {
+            println!("{}", serde_json::to_string_pretty(&list.items)?);
+            return Ok(());
+        }
+        println!(
+            "{:<16} {:<28} {:<10} {:<12} {:<14} NODE",
+            "NAMESPACE", "NAME", "PHASE", "QUEUE", "GPUS"
+        );
+        for w in list.items {
+            let status = w.status.clone().unwrap_or_default();
+            println!(
+                "{:<16} {:<28} {:<10} {:<12} {:<14} {}",
+                w.metadata.namespace.as_deref().unwrap_or(""),
+                w.metadata.name.as_deref().unwrap_or(""),
+                status
+                    .phase
+                    .map(|p| format!("{p:?}"))
+                    .unwrap_or_else(|| "Pending".into()),
+                w.spec.queue.as_deref().unwrap_or("default"),
+                status.gpus.as_deref().unwrap_or("-"),
+                status.node.as_deref().unwrap_or("-"),
+            );
+        }
+        Ok(())
+    })
+}
