@@ -43,6 +43,7 @@
 
 pub mod error;
 pub mod health;
+pub mod model;
 pub mod nvml;
 pub mod sim;
 pub mod smi;
@@ -54,6 +55,7 @@ use serde::{Deserialize, Serialize};
 
 pub use error::GpuError;
 pub use health::derive_health;
+pub use model::{model_key, model_key_of, sold_gb};
 pub use nvml::NvmlBackend;
 pub use sim::{SimFault, SimulatedBackend};
 pub use smi::SmiXmlBackend;

@@ -10,7 +10,6 @@
 use gantry_core::engine::{Engine, EngineConfig};
 use gantry_core::model::{GpuDemand, GpuModels, GpuSet, NodeSpec, Pod};
 use gantry_core::{Cluster, Policy, Rng};
-use gantry_gpu::GpuDevice;
 
 /// One GPU of the machine as the scheduler sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -38,26 +37,7 @@ pub struct Machine {
     pub memory_mib: u64,
 }
 
-/// The model key of a device: family and memory, as in `H100-80GB`; the product name otherwise.
-pub fn model_key(device: &GpuDevice) -> String {
-    const FAMILIES: &[&str] = &["H200", "H100", "A100", "L40S", "L4", "A10", "T4", "V100"];
-    let upper = device.name.to_uppercase();
-    let family = upper
-        .split(|c: char| !c.is_ascii_alphanumeric())
-        .find_map(|w| FAMILIES.iter().find(|f| **f == w));
-    match family {
-        Some(f) => {
-            let gb = (device.memory_total_mib as f64 / 1024.0).round() as u64;
-            // Vendors round: 81,559 MiB is sold as 80 GB, 143,771 MiB as 141 GB.
-            let sold = [16u64, 24, 32, 40, 48, 80, 94, 141]
-                .into_iter()
-                .min_by_key(|s| s.abs_diff(gb))
-                .unwrap_or(gb);
-            format!("{f}-{sold}GB")
-        }
-        None => device.name.clone(),
-    }
-}
+pub use gantry_gpu::model_key;
 
 /// One GPU a workload takes: the slot and the milli it uses there.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -336,30 +316,5 @@ mod tests {
                 milli: 1000
             }])
         );
-    }
-
-    #[test]
-    fn model_keys_from_device_names() {
-        let dev = |name: &str, mib| GpuDevice {
-            index: 0,
-            uuid: "GPU-x".into(),
-            name: name.into(),
-            memory_total_mib: mib,
-            mig: Default::default(),
-            mig_devices: Vec::new(),
-            pci_bus_id: String::new(),
-            nvlink_peers: Vec::new(),
-            compute_capability: None,
-        };
-        assert_eq!(
-            model_key(&dev("NVIDIA H100 80GB HBM3", 81_559)),
-            "H100-80GB"
-        );
-        assert_eq!(
-            model_key(&dev("NVIDIA A100-SXM4-40GB", 40_960)),
-            "A100-40GB"
-        );
-        assert_eq!(model_key(&dev("Tesla T4", 15_360)), "T4-16GB");
-        assert_eq!(model_key(&dev("Mystery GPU", 1)), "Mystery GPU");
     }
 }
