@@ -54,6 +54,8 @@ pub struct AppState {
     pub auth: bool,
     /// This machine as a cluster description, for validating submissions.
     pub cluster: ClusterSpec,
+    /// GPU prices (the shipped defaults with `--prices FILE` merged over them).
+    pub prices: gantry_cost::Catalogue,
 }
 
 type Shared = Arc<AppState>;
@@ -149,6 +151,7 @@ pub fn router(state: Shared) -> Router {
         )
         .route("/api/monitoring/metrics", get(monitoring))
         .route("/api/queues", get(queues))
+        .route("/api/costs/analysis", get(cost_analysis))
         // The API description too: with auth on, only the probes and /metrics answer without a token.
         .merge(
             utoipa_swagger_ui::SwaggerUi::new("/docs")
@@ -914,6 +917,180 @@ async fn queues(
     Ok(Json(serde_json::to_value(queues).unwrap_or_default()))
 }
 
+/// Query of `GET /api/costs/analysis`.
+#[derive(Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct CostParams {
+    /// How far back from now: `1h`, `24h`, `7d`, `30d`, ... (default `7d`).
+    pub window: Option<String>,
+    /// `queue` (default), `owner`, `workload` or `model`.
+    pub group_by: Option<String>,
+    /// Utilisation percentage under which allocated GPU time counts as idle (default 30).
+    pub idle_threshold: Option<f64>,
+}
+
+/// One group of a cost analysis. Amounts are decimal strings in `currency`, exact to the cent.
+#[derive(Serialize, ToSchema)]
+pub struct CostGroup {
+    /// The queue, owner, workload id or GPU model.
+    pub key: String,
+    /// Its cost; null when none of its usage could be priced (unknown models only).
+    pub cost: Option<String>,
+    /// The part of `cost` spent on GPUs under the idle threshold.
+    pub idle_cost: Option<String>,
+    /// GPU-hours held in the window (a share or MIG slice counts its fraction).
+    pub gpu_hours: f64,
+    /// The part of `gpu_hours` on models without a price.
+    pub unpriced_gpu_hours: f64,
+}
+
+/// Usage of a GPU model that has no price in the catalogue.
+#[derive(Serialize, ToSchema)]
+pub struct UnpricedView {
+    /// The model key.
+    pub model: String,
+    /// The pool.
+    pub pool: String,
+    /// GPU-hours used on it in the window.
+    pub gpu_hours: f64,
+    /// The workloads that used it.
+    pub workloads: Vec<String>,
+}
+
+/// Cost over a window: the groups' costs add up to `total` to the cent (and `idle_cost` to
+/// `idle_total`).
+#[derive(Serialize, ToSchema)]
+pub struct CostAnalysis {
+    /// The window asked for (`7d`).
+    pub window: String,
+    /// Window start, Unix ms (inclusive).
+    pub from_ms: i64,
+    /// Window end, Unix ms (exclusive): the time of the request.
+    pub to_ms: i64,
+    /// What the groups are keyed by.
+    pub group_by: String,
+    /// ISO 4217 currency of every amount.
+    pub currency: String,
+    /// The idle threshold used, percent.
+    pub idle_threshold: f64,
+    /// Total cost of priced usage, a decimal string (`"12.34"`).
+    pub total: String,
+    /// Idle part of the total.
+    pub idle_total: String,
+    /// GPU-hours in the window, priced or not.
+    pub gpu_hours: f64,
+    /// The groups, most expensive first.
+    pub groups: Vec<CostGroup>,
+    /// GPU models that had usage but no price (never priced at zero).
+    pub unknown_models: Vec<String>,
+    /// That usage in detail.
+    pub unpriced: Vec<UnpricedView>,
+}
+
+/// Cost per queue, owner, workload or GPU model over a window, with its idle part. A submitter sees
+/// only its own workloads' cost. See docs/cost.md for what each number means.
+#[utoipa::path(get, path = "/api/costs/analysis", params(CostParams), responses((status = 200, body = CostAnalysis), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)), security(("bearer" = [])))]
+async fn cost_analysis(
+    State(state): State<Shared>,
+    query: Result<Query<CostParams>, QueryRejection>,
+    req: Request,
+) -> Result<Json<CostAnalysis>, ApiError> {
+    let p = principal(req.extensions());
+    need(&p, Permission::ReadCluster)?;
+    let Query(q) = query.map_err(query_error)?;
+    let window = q.window.unwrap_or_else(|| "7d".to_string());
+    let secs = gantry_core::spec::Duration(window.clone())
+        .seconds()
+        .map_err(|e| ApiError::invalid("window", format!("{window:?}: {e}")))?;
+    if secs == 0 {
+        return Err(ApiError::invalid(
+            "window",
+            "must be longer than zero (e.g. 7d)",
+        ));
+    }
+    let group_by: gantry_cost::GroupBy = q
+        .group_by
+        .as_deref()
+        .unwrap_or("queue")
+        .parse()
+        .map_err(|e: String| ApiError::invalid("group_by", e))?;
+    let idle_threshold = q.idle_threshold.unwrap_or(30.0);
+    if !(0.0..=100.0).contains(&idle_threshold) {
+        return Err(ApiError::invalid(
+            "idle_threshold",
+            "must be a percentage between 0 and 100",
+        ));
+    }
+    let to_ms = now_ms();
+    let from_ms =
+        to_ms.saturating_sub(i64::try_from(secs.saturating_mul(1000)).unwrap_or(i64::MAX));
+    let owner = (p.role == Role::Submitter).then(|| p.name.clone());
+    let workloads = state
+        .db
+        .read(move |s| {
+            let mut all = Vec::new();
+            let mut after = None;
+            loop {
+                let page = s.list(&ListQuery {
+                    owner: owner.clone(),
+                    limit: gantry_store::MAX_PAGE_LIMIT,
+                    after,
+                    order: Order::OldestFirst,
+                    ..ListQuery::default()
+                })?;
+                all.extend(page.items);
+                match page.next {
+                    Some(n) => after = Some(n),
+                    None => return Ok(all),
+                }
+            }
+        })
+        .await?;
+    let snapshots = lock(&state.gpus).snapshots.clone();
+    let usage = crate::costs::usage_of(&workloads, &state.runner.machine(), &snapshots, to_ms);
+    let analysis = gantry_cost::analyse(
+        &usage,
+        gantry_cost::Window { from_ms, to_ms },
+        &state.prices,
+        group_by,
+        idle_threshold,
+    )
+    .map_err(|e| ApiError::internal(e.to_string()))?;
+    Ok(Json(CostAnalysis {
+        window,
+        from_ms,
+        to_ms,
+        group_by: group_by.to_string(),
+        currency: analysis.currency.clone(),
+        idle_threshold,
+        total: analysis.total.to_string(),
+        idle_total: analysis.idle_total.to_string(),
+        gpu_hours: analysis.gpu_hours,
+        unknown_models: analysis.unknown_models(),
+        groups: analysis
+            .groups
+            .into_iter()
+            .map(|g| CostGroup {
+                key: g.key,
+                cost: g.cost.map(|m| m.to_string()),
+                idle_cost: g.idle_cost.map(|m| m.to_string()),
+                gpu_hours: g.gpu_hours,
+                unpriced_gpu_hours: g.unpriced_gpu_hours,
+            })
+            .collect(),
+        unpriced: analysis
+            .unpriced
+            .into_iter()
+            .map(|u| UnpricedView {
+                model: u.model,
+                pool: u.pool.to_string(),
+                gpu_hours: u.gpu_hours,
+                workloads: u.workloads,
+            })
+            .collect(),
+    }))
+}
+
 /// Placeholder type naming the workload spec in the OpenAPI document (its schema is spliced in from
 /// the JSON Schema generated from `WorkloadSpec`).
 pub struct WorkloadSpecSchema;
@@ -934,8 +1111,8 @@ impl ToSchema for WorkloadSpecSchema {
 #[derive(OpenApi)]
 #[openapi(
     info(title = "Gantry", description = "Gantry's standalone GPU scheduler API"),
-    paths(healthz, readyz, prometheus, gpu_resources, submit, list_workloads, status, logs, cancel, get_strategy, put_strategy, monitoring, queues),
-    components(schemas(ErrorBody, WorkloadView, WorkloadPage, StatusView, GpuResources, StrategyView, StrategyChange, Monitoring)),
+    paths(healthz, readyz, prometheus, gpu_resources, submit, list_workloads, status, logs, cancel, get_strategy, put_strategy, monitoring, queues, cost_analysis),
+    components(schemas(ErrorBody, WorkloadView, WorkloadPage, StatusView, GpuResources, StrategyView, StrategyChange, Monitoring, CostAnalysis, CostGroup, UnpricedView)),
     modifiers(&BearerAuth)
 )]
 struct ApiDoc;

@@ -5,6 +5,7 @@
 
 pub mod api;
 pub mod auth;
+pub mod costs;
 pub mod db;
 pub mod error;
 pub mod metrics;

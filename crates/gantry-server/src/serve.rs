@@ -40,6 +40,8 @@ pub struct ServeConfig {
     pub memory_mib: Option<u64>,
     /// How often finished workloads are checked against their TTL.
     pub ttl_sweep: Duration,
+    /// A prices file merged over the shipped price catalogue (`--prices FILE`); `None` = the defaults.
+    pub prices: Option<PathBuf>,
 }
 
 /// Why the server could not start.
@@ -59,6 +61,14 @@ pub enum ServeError {
     /// GPU discovery failed (a bad `--simulate-gpus`, an unreadable XML file).
     #[error(transparent)]
     Gpu(#[from] gantry_gpu::GpuError),
+    /// The prices file could not be read or is invalid (the message names the field).
+    #[error("--prices {path}: {source}")]
+    Prices {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: gantry_cost::CatalogueError,
+    },
     /// The listen address could not be bound.
     #[error("cannot listen on {addr}: {source}")]
     Bind {
@@ -148,6 +158,13 @@ pub async fn serve(
     if !config.auth && !config.listen.ip().is_loopback() {
         return Err(ServeError::NoAuthOffLoopback(config.listen));
     }
+    let prices = match &config.prices {
+        Some(path) => gantry_cost::Catalogue::load(path).map_err(|source| ServeError::Prices {
+            path: path.clone(),
+            source,
+        })?,
+        None => gantry_cost::Catalogue::default(),
+    };
     std::fs::create_dir_all(&config.log_dir).map_err(|source| ServeError::LogDir {
         path: config.log_dir.clone(),
         source,
@@ -206,6 +223,7 @@ pub async fn serve(
         }),
         auth: config.auth,
         cluster,
+        prices,
     });
     state.metrics.gpu_total.set(machine.slots.len() as i64);
     tokio::spawn(runner.clone().run());

@@ -60,6 +60,7 @@ fn start(dir: tempfile::TempDir, gpus: &str) -> anyhow::Result<Server> {
         cpu_milli: Some(1_000_000),
         memory_mib: Some(4 << 20),
         ttl_sweep: Duration::from_secs(30),
+        prices: None,
     };
     let (tx, rx) = tokio::sync::oneshot::channel();
     rt.spawn(async move {

@@ -4,6 +4,7 @@ mod bench;
 mod bench_serve;
 mod bound;
 mod client;
+mod costs_cmd;
 mod k8s_cmd;
 mod reproduce;
 mod scenario;
@@ -59,6 +60,8 @@ enum Command {
     Cancel(client::IdArgs),
     /// Show or switch the active placement strategy.
     Strategy(client::StrategyArgs),
+    /// What GPU time cost over a window, per queue, owner, workload or model, and its idle part.
+    Costs(costs_cmd::CostsArgs),
     /// Show this machine's GPUs: telemetry, health, who holds them.
     Nodes(client::ShowArgs),
     /// Check that the server is live and ready.
@@ -97,6 +100,7 @@ fn main() -> anyhow::Result<()> {
         Command::Logs(args) => client::logs(args),
         Command::Cancel(args) => client::cancel(args),
         Command::Strategy(args) => client::strategy(args),
+        Command::Costs(args) => costs_cmd::run(args),
         Command::Nodes(args) => client::nodes(args),
         Command::Health(args) => client::health(args),
         Command::Template(args) => template_cmd::run(args),

@@ -43,6 +43,9 @@ pub struct ServeArgs {
     /// Seconds between checks of finished workloads against their `ttlAfterFinished`.
     #[arg(long, default_value_t = 30, hide = true)]
     ttl_sweep_secs: u64,
+    /// A prices file (YAML, see docs/cost.md) merged over the shipped GPU price catalogue.
+    #[arg(long, value_name = "FILE")]
+    prices: Option<PathBuf>,
 }
 
 fn db_path(db: Option<PathBuf>) -> anyhow::Result<PathBuf> {
@@ -108,6 +111,7 @@ fn config(args: ServeArgs) -> anyhow::Result<ServeConfig> {
         cpu_milli: args.cpus.map(|c| u64::from(c) * 1000),
         memory_mib: args.memory_gib.map(|g| g * 1024),
         ttl_sweep: Duration::from_secs(args.ttl_sweep_secs.max(1)),
+        prices: args.prices,
     })
 }
 
@@ -218,6 +222,7 @@ pub fn demo(args: DemoArgs) -> anyhow::Result<()> {
         cpus: Some(64),
         memory_gib: Some(512),
         ttl_sweep_secs: 30,
+        prices: None,
     })?;
     if !config.listen.ip().is_loopback() {
         bail!("--listen: the demo runs without tokens, so it only listens on loopback");
