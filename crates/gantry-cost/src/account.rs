@@ -8,8 +8,13 @@
 //! then rounded with the largest-remainder method so their cents add up to the total's exactly (the
 //! same, independently, for the idle cost).
 //!
+//! An interval that crosses a price change (the catalogue's price history of its model and pool) is
+//! cut there, each piece charged the price in force over it.
+//!
 //! Idle cost has interval granularity: an interval whose mean GPU utilisation is under the
-//! threshold is idle in full; an interval with no utilisation figure is never counted as idle.
+//! threshold is idle in full; an interval with no utilisation figure is never counted as idle. The
+//! server cuts each holding into the sample buckets of its telemetry history, so idle is counted
+//! where it happened.
 //! Usage of a model (or pool) the catalogue has no price for is not dropped and not priced at zero:
 //! it is listed in [`Analysis::unpriced`] and its group shows `cost: null` if nothing in it was priced.
 
@@ -21,11 +26,11 @@ use serde::{Serialize, Serializer};
 
 use crate::prices::{Catalogue, Pool};
 
-const MS_PER_HOUR: u128 = 3_600_000;
+pub(crate) const MS_PER_HOUR: u128 = 3_600_000;
 /// A GPU is 7,000 parts: a milli-share is 7 parts, a MIG compute slice (of 7) is 1,000.
-const PARTS_PER_GPU: u32 = 7_000;
+pub(crate) const PARTS_PER_GPU: u32 = 7_000;
 /// Exact units per cent: 3.6e6 ms x 7,000 parts x 10,000 micro-units.
-const EXACT_PER_CENT: u128 = MS_PER_HOUR * PARTS_PER_GPU as u128 * 10_000;
+pub(crate) const EXACT_PER_CENT: u128 = MS_PER_HOUR * PARTS_PER_GPU as u128 * 10_000;
 
 /// The part of a GPU a usage holds, exactly: whole GPUs, a milli-share, or MIG compute slices of 7.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -56,8 +61,13 @@ impl GpuFraction {
             parts: slices.min(7) * 1000,
         }
     }
+    /// The fraction as a number of GPUs (`0.25`).
     pub fn as_f64(self) -> f64 {
         self.parts as f64 / PARTS_PER_GPU as f64
+    }
+    /// The fraction in 7,000ths of a GPU.
+    pub fn parts(self) -> u32 {
+        self.parts
     }
 }
 
@@ -75,6 +85,8 @@ pub struct Usage {
     pub queue: String,
     /// The GPU model key, as `gantry_gpu::model_key` spells it (`H100-80GB`).
     pub model: String,
+    /// The GPU's UUID (empty when unknown).
+    pub gpu: String,
     pub pool: Pool,
     pub gpu_fraction: GpuFraction,
     pub start_ms: i64,
@@ -148,6 +160,15 @@ impl FromStr for GroupBy {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Money {
     pub cents: u64,
+}
+
+impl Money {
+    /// An exact amount (units of [`EXACT_PER_CENT`] per cent) rounded half-up to the cent.
+    pub(crate) fn from_exact(exact: u128) -> Money {
+        Money {
+            cents: u64::try_from((exact + EXACT_PER_CENT / 2) / EXACT_PER_CENT).unwrap_or(u64::MAX),
+        }
+    }
 }
 
 impl fmt::Display for Money {
@@ -256,12 +277,11 @@ pub fn analyse(
         let time = (end - start) as u128 * u.gpu_fraction.parts as u128;
         let acc = groups.entry(group_by.key(u)).or_default();
         acc.gpu_time += time;
-        match catalogue.price(&u.model, u.pool) {
-            Ok(price) => {
-                let cost = time * price.micros_per_gpu_hour as u128;
+        match exact_cost(u, window, catalogue) {
+            Ok(cost) => {
                 acc.cost += cost;
                 acc.priced = true;
-                if u.mean_utilization.is_some_and(|m| m < idle_threshold) {
+                if is_idle(u, idle_threshold) {
                     acc.idle += cost;
                 }
             }
@@ -312,7 +332,44 @@ pub fn analyse(
     })
 }
 
-fn hours(ms_parts: u128) -> f64 {
+/// Whether `u` counts as idle under `idle_threshold` percent (never when its utilisation is unknown).
+pub(crate) fn is_idle(u: &Usage, idle_threshold: f64) -> bool {
+    u.mean_utilization.is_some_and(|m| m < idle_threshold)
+}
+
+/// The exact cost of `u` clipped to `window` (units of [`EXACT_PER_CENT`] per cent), cut at the
+/// price changes of its model and pool.
+pub(crate) fn exact_cost(
+    u: &Usage,
+    window: Window,
+    catalogue: &Catalogue,
+) -> Result<u128, crate::prices::UnknownModel> {
+    let start = u.start_ms.max(window.from_ms);
+    let end = u.end_ms.min(window.to_ms);
+    if end <= start {
+        return Ok(0);
+    }
+    Ok(catalogue
+        .pieces(&u.model, u.pool, start, end)?
+        .into_iter()
+        .map(|(a, b, price)| {
+            (b - a) as u128 * u.gpu_fraction.parts as u128 * price.micros_per_gpu_hour as u128
+        })
+        .sum())
+}
+
+/// Time `[start, end)` clipped to `window`, in ms x parts of `u`'s fraction.
+pub(crate) fn gpu_time(u: &Usage, window: Window) -> u128 {
+    let start = u.start_ms.max(window.from_ms);
+    let end = u.end_ms.min(window.to_ms);
+    if end <= start {
+        0
+    } else {
+        (end - start) as u128 * u.gpu_fraction.parts as u128
+    }
+}
+
+pub(crate) fn hours(ms_parts: u128) -> f64 {
     ms_parts as f64 / (MS_PER_HOUR as f64 * PARTS_PER_GPU as f64)
 }
 
@@ -370,6 +427,7 @@ mod tests {
             owner: format!("{queue}-owner"),
             queue: queue.into(),
             model: model.into(),
+            gpu: String::new(),
             pool: Pool::OnDemand,
             gpu_fraction: f,
             start_ms: start,
@@ -712,5 +770,65 @@ mod tests {
         );
         assert!("team".parse::<GroupBy>().unwrap_err().contains("team"));
         assert_eq!("owner".parse::<GroupBy>(), Ok(GroupBy::Owner));
+    }
+
+    #[test]
+    fn a_price_change_mid_window_splits_the_interval() {
+        // 2.00 until 1970-01-02, 3.00 from then. A whole GPU from 22:00 on day 1 to 02:00 on day 2:
+        // 2 h x 2.00 + 2 h x 3.00 = 10.00; a quarter share over the same time: 2.50.
+        let c = Catalogue::from_yaml(
+            "prices:\n  - {model: G-80GB, pool: on-demand, per_gpu_hour: 2.00, source: t, date: 1970-01-01}\n  - {model: G-80GB, pool: on-demand, per_gpu_hour: 3.00, source: t, date: 1970-01-02}\n",
+        )
+        .unwrap();
+        let u = [
+            usage("whole", "a", "G-80GB", GpuFraction::whole(), 22 * H, 26 * H),
+            usage(
+                "share",
+                "b",
+                "G-80GB",
+                GpuFraction::milli(250),
+                22 * H,
+                26 * H,
+            ),
+        ];
+        let a = analyse(&u, window(48), &c, GroupBy::Workload, 30.0).unwrap();
+        assert_eq!(cost(&a, "whole"), 1000);
+        assert_eq!(cost(&a, "share"), 250);
+        assert_eq!(a.total.cents, 1250);
+        assert_adds_up(&a);
+        // A window ending before the change sees only the old price.
+        let early = Window {
+            from_ms: 0,
+            to_ms: 24 * H,
+        };
+        let a = analyse(&u, early, &c, GroupBy::Workload, 30.0).unwrap();
+        assert_eq!(cost(&a, "whole"), 400);
+    }
+
+    #[test]
+    fn a_preemption_mid_hour_charges_each_attempt_its_time() {
+        // Attempt 1 on a whole GPU 00:10-00:35 (preempted), attempt 2 on a 3g MIG slice
+        // 00:50-01:30: 25 min x 2.00 + 40 min x 3/7 x 2.00 = 0.8333.. + 0.5714.. = 1.4047.. -> 1.40.
+        let u = [
+            usage("w", "q", "G-80GB", GpuFraction::whole(), H / 6, H * 35 / 60),
+            usage(
+                "w",
+                "q",
+                "G-80GB",
+                GpuFraction::mig_slices(3),
+                H * 50 / 60,
+                H * 3 / 2,
+            ),
+            usage("x", "r", "G-80GB", GpuFraction::milli(500), 0, H),
+        ];
+        let a = run(&u, window(2), GroupBy::Workload);
+        assert_eq!(cost(&a, "w"), 140);
+        assert_eq!(cost(&a, "x"), 100);
+        assert_eq!(a.total.cents, 240);
+        let hours_w = a.groups.iter().find(|g| g.key == "w").unwrap().gpu_hours;
+        assert!((hours_w - (25.0 / 60.0 + 40.0 / 60.0 * 3.0 / 7.0)).abs() < 1e-12);
+        for by in GroupBy::ALL {
+            assert_adds_up(&run(&u, window(2), by));
+        }
     }
 }

@@ -1,4 +1,9 @@
 //! The price catalogue: a price per GPU-hour per GPU model and pool, each with its source and date.
+//!
+//! A (model, pool) may be listed several times with different dates: its price history. An entry's
+//! `date` is the day (00:00 UTC) it takes effect; at any instant the latest entry not after it
+//! applies, and the earliest entry also covers any time before its date (so a file with one entry
+//! per model prices all of time, as before price histories existed).
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -44,6 +49,8 @@ pub struct Price {
     pub currency: String,
     pub source: String,
     pub date: String,
+    /// `date` at 00:00 UTC, Unix milliseconds: when this price takes effect.
+    pub effective_from_ms: i64,
 }
 
 /// No price for this model (or for this model in this pool): reported, never priced at zero.
@@ -89,11 +96,12 @@ struct EntrySpec {
     currency: Option<String>,
 }
 
-/// Prices per (model key, pool), all in one currency.
+/// Prices per (model key, pool), all in one currency; each (model, pool) has its price history,
+/// oldest first (at least one entry).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Catalogue {
     currency: String,
-    prices: BTreeMap<(String, Pool), Price>,
+    prices: BTreeMap<(String, Pool), Vec<Price>>,
 }
 
 impl Default for Catalogue {
@@ -122,7 +130,7 @@ impl Catalogue {
                 "must be a three-letter ISO 4217 code such as USD",
             ));
         }
-        let mut prices = BTreeMap::new();
+        let mut prices: BTreeMap<(String, Pool), Vec<Price>> = BTreeMap::new();
         for (i, entry) in spec.prices.into_iter().enumerate() {
             let field = |name: &str| format!("prices[{i}].{name}");
             if entry.model.trim().is_empty() {
@@ -146,9 +154,9 @@ impl Catalogue {
                     "must name where the price came from",
                 ));
             }
-            if !is_date(&entry.date) {
+            let Some(effective_from_ms) = date_ms(&entry.date) else {
                 return Err(invalid(&field("date"), "must be a date written YYYY-MM-DD"));
-            }
+            };
             if let Some(c) = &entry.currency
                 && *c != currency
             {
@@ -158,28 +166,33 @@ impl Catalogue {
                 ));
             }
             let key = (entry.model.clone(), entry.pool);
-            if prices.contains_key(&key) {
+            let history = prices.entry(key).or_default();
+            if history.iter().any(|p| p.date == entry.date) {
                 return Err(invalid(
-                    &field("model"),
-                    &format!("`{}` in pool `{}` is listed twice", entry.model, entry.pool),
+                    &field("date"),
+                    &format!(
+                        "`{}` in pool `{}` is listed twice for {}",
+                        entry.model, entry.pool, entry.date
+                    ),
                 ));
             }
             let micros = (entry.per_gpu_hour * MICROS as f64).round() as u64;
-            prices.insert(
-                key,
-                Price {
-                    micros_per_gpu_hour: micros,
-                    currency: currency.clone(),
-                    source: entry.source,
-                    date: entry.date,
-                },
-            );
+            history.push(Price {
+                micros_per_gpu_hour: micros,
+                currency: currency.clone(),
+                source: entry.source,
+                date: entry.date,
+                effective_from_ms,
+            });
+            history.sort_by_key(|p| p.effective_from_ms);
         }
         Ok(Catalogue { currency, prices })
     }
 
-    /// The defaults with an operator's file merged over them, entry by entry. A file in another
-    /// currency than the defaults replaces them entirely (prices in two currencies cannot be summed).
+    /// The defaults with an operator's file merged over them, per (model, pool): a (model, pool) the
+    /// file lists gets the file's price history in place of the defaults'; the others keep theirs. A
+    /// file in another currency than the defaults replaces them entirely (prices in two currencies
+    /// cannot be summed).
     pub fn with_overrides(text: &str) -> Result<Catalogue, CatalogueError> {
         let over = Catalogue::from_yaml(text)?;
         let mut base = Catalogue::default();
@@ -204,22 +217,109 @@ impl Catalogue {
         &self.currency
     }
 
-    /// The price of one GPU-hour of `model` bought in `pool`.
+    /// The current (latest) price of one GPU-hour of `model` bought in `pool`.
     pub fn price(&self, model: &str, pool: Pool) -> Result<&Price, UnknownModel> {
-        self.prices
-            .get(&(model.to_string(), pool))
-            .ok_or_else(|| UnknownModel {
-                model: model.to_string(),
-                pool,
-            })
+        self.history(model, pool)?
+            .last()
+            .ok_or_else(|| unknown(model, pool))
     }
 
-    /// Every entry, in (model, pool) order.
+    /// The price in force at `at_ms`: the latest entry not after it (the earliest entry before its
+    /// own date).
+    pub fn price_at(&self, model: &str, pool: Pool, at_ms: i64) -> Result<&Price, UnknownModel> {
+        let history = self.history(model, pool)?;
+        let after = history.partition_point(|p| p.effective_from_ms <= at_ms);
+        history
+            .get(after.saturating_sub(1))
+            .ok_or_else(|| unknown(model, pool))
+    }
+
+    /// `[start, end)` cut at the price changes of (`model`, `pool`): each piece with its price, in
+    /// time order, covering the interval exactly.
+    pub fn pieces(
+        &self,
+        model: &str,
+        pool: Pool,
+        start: i64,
+        end: i64,
+    ) -> Result<Vec<(i64, i64, &Price)>, UnknownModel> {
+        let history = self.history(model, pool)?;
+        let mut out = Vec::new();
+        let mut at = start;
+        while at < end {
+            let price = self.price_at(model, pool, at)?;
+            let next = history
+                .iter()
+                .map(|p| p.effective_from_ms)
+                .find(|&t| t > at)
+                .map_or(end, |t| t.min(end));
+            out.push((at, next, price));
+            at = next;
+        }
+        Ok(out)
+    }
+
+    /// The price history of (`model`, `pool`), oldest first.
+    pub fn history(&self, model: &str, pool: Pool) -> Result<&[Price], UnknownModel> {
+        self.prices
+            .get(&(model.to_string(), pool))
+            .map(Vec::as_slice)
+            .ok_or_else(|| unknown(model, pool))
+    }
+
+    /// The current entry of every (model, pool), in (model, pool) order.
     pub fn entries(&self) -> impl Iterator<Item = (&str, Pool, &Price)> {
         self.prices
             .iter()
-            .map(|((m, p), price)| (m.as_str(), *p, price))
+            .filter_map(|((m, p), history)| history.last().map(|price| (m.as_str(), *p, price)))
     }
+}
+
+fn unknown(model: &str, pool: Pool) -> UnknownModel {
+    UnknownModel {
+        model: model.to_string(),
+        pool,
+    }
+}
+
+/// `YYYY-MM-DD` at 00:00 UTC in Unix milliseconds; `None` if not such a date.
+fn date_ms(text: &str) -> Option<i64> {
+    if !is_date(text) {
+        return None;
+    }
+    let y: i64 = text[0..4].parse().ok()?;
+    let m: i64 = text[5..7].parse().ok()?;
+    let d: i64 = text[8..10].parse().ok()?;
+    let leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+    let days_in_month = [
+        31,
+        if leap { 29 } else { 28 },
+        31,
+        30,
+        31,
+        30,
+        31,
+        31,
+        30,
+        31,
+        30,
+        31,
+    ];
+    if d > days_in_month[(m - 1) as usize] {
+        return None;
+    }
+    Some(days_from_civil(y, m, d) * 86_400_000)
+}
+
+/// Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's algorithm).
+fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
 }
 
 fn invalid(field: &str, message: &str) -> CatalogueError {
@@ -339,13 +439,17 @@ mod tests {
                 "prices[0].date",
             ),
             (
+                "prices:\n  - {model: A, pool: spot, per_gpu_hour: 1, source: s, date: 2026-02-30}\n",
+                "prices[0].date",
+            ),
+            (
                 "prices:\n  - {model: A, pool: spot, per_gpu_hour: 1, source: '', date: 2026-01-01}\n",
                 "prices[0].source",
             ),
             ("currency: dollars\n", "currency"),
             (
                 "prices:\n  - {model: A, pool: spot, per_gpu_hour: 1, source: s, date: 2026-01-01}\n  - {model: A, pool: spot, per_gpu_hour: 2, source: s, date: 2026-01-01}\n",
-                "prices[1].model",
+                "prices[1].date",
             ),
             (
                 "prices:\n  - {model: A, pool: spot, per_gpu_hour: 1, source: s, date: 2026-01-01, currency: EUR}\n",
@@ -381,5 +485,61 @@ mod tests {
         let c = Catalogue::with_overrides(text).unwrap();
         assert_eq!(c.currency(), "EUR");
         assert!(c.price("H100-80GB", Pool::OnDemand).is_err());
+    }
+
+    #[test]
+    fn dates_are_utc_midnights() {
+        assert_eq!(date_ms("1970-01-01"), Some(0));
+        assert_eq!(date_ms("2026-03-01"), Some(1_772_323_200_000));
+        assert_eq!(date_ms("2024-02-29"), Some(1_709_164_800_000));
+        assert_eq!(date_ms("2023-02-29"), None);
+    }
+
+    #[test]
+    fn a_price_history_applies_the_latest_entry_not_after_the_instant() {
+        let text = "prices:\n  - {model: A, pool: on-demand, per_gpu_hour: 3, source: s, date: 2026-03-01}\n  - {model: A, pool: on-demand, per_gpu_hour: 2, source: s, date: 2026-01-01}\n";
+        let c = Catalogue::from_yaml(text).unwrap();
+        let march = date_ms("2026-03-01").unwrap();
+        let at = |t: i64| {
+            c.price_at("A", Pool::OnDemand, t)
+                .unwrap()
+                .micros_per_gpu_hour
+        };
+        assert_eq!(
+            at(0),
+            2 * MICROS,
+            "the earliest entry covers the time before it"
+        );
+        assert_eq!(at(march - 1), 2 * MICROS);
+        assert_eq!(at(march), 3 * MICROS);
+        assert_eq!(
+            c.price("A", Pool::OnDemand).unwrap().micros_per_gpu_hour,
+            3 * MICROS
+        );
+        let pieces: Vec<(i64, i64, u64)> = c
+            .pieces("A", Pool::OnDemand, march - 10, march + 5)
+            .unwrap()
+            .into_iter()
+            .map(|(a, b, p)| (a, b, p.micros_per_gpu_hour))
+            .collect();
+        assert_eq!(
+            pieces,
+            vec![
+                (march - 10, march, 2 * MICROS),
+                (march, march + 5, 3 * MICROS)
+            ]
+        );
+        // An override's history replaces the defaults' for that (model, pool) only.
+        let over = Catalogue::with_overrides(
+            "prices:\n  - {model: T4-16GB, pool: on-demand, per_gpu_hour: 0.1, source: s, date: 2026-01-01}\n  - {model: T4-16GB, pool: on-demand, per_gpu_hour: 0.2, source: s, date: 2026-06-01}\n",
+        )
+        .unwrap();
+        assert_eq!(over.history("T4-16GB", Pool::OnDemand).unwrap().len(), 2);
+        assert_eq!(
+            over.price_at("T4-16GB", Pool::OnDemand, 0)
+                .unwrap()
+                .micros_per_gpu_hour,
+            100_000
+        );
     }
 }

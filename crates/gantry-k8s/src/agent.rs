@@ -139,6 +139,7 @@ pub fn node_status(
 ) -> GPUNodeStatus {
     GPUNodeStatus {
         gpus: snapshots.iter().map(device_status).collect(),
+        gpu_count: u32::try_from(snapshots.len()).unwrap_or(u32::MAX),
         driver_version: driver_version.map(str::to_string),
         updated_at,
         backend: backend.to_string(),
@@ -638,6 +639,7 @@ mod tests {
             Some("2026-11-25T21:00:00Z".into()),
         );
         assert_eq!(s.backend, "simulated");
+        assert_eq!(s.gpu_count, 3, "the GPUs printer column");
         assert_eq!(s.driver_version.as_deref(), Some("560.35.03"));
         assert_eq!(s.gpus.len(), 3);
         let g0 = &s.gpus[0];
@@ -660,6 +662,37 @@ mod tests {
             s.gpus[2].reason.as_deref(),
             Some("degraded: thermal slowdown")
         );
+    }
+
+    /// The GPUNode `GPUs` printer column reads a field the agent writes (it once read a label the agent
+    /// puts only on the Node).
+    #[test]
+    fn gpus_printer_column_reads_what_the_agent_writes() {
+        use kube::CustomResourceExt;
+        let crd = GPUNode::crd();
+        let column = crd.spec.versions[0]
+            .additional_printer_columns
+            .as_deref()
+            .unwrap_or_default()
+            .iter()
+            .find(|c| c.name == "GPUs")
+            .map(|c| c.json_path.clone())
+            .unwrap_or_default();
+        let status = node_status(
+            &[
+                snap(0, Some(1), GpuHealth::Ok),
+                snap(1, Some(1), GpuHealth::Ok),
+            ],
+            "simulated",
+            None,
+            None,
+        );
+        let object = json!({ "status": serde_json::to_value(&status).unwrap_or_default() });
+        let mut value = &object;
+        for part in column.trim_start_matches('.').split('.') {
+            value = &value[part];
+        }
+        assert_eq!(value, &json!(2), "column {column} of {object}");
     }
 
     #[test]

@@ -20,7 +20,12 @@
 //!    changed: reconciling twice issues no write.
 //!
 //! Events (`events.k8s.io`) are published on admission, Pod creation, retries, start and finish.
+//!
+//! Cost ([`billing`]): `status.cost` of a workload that ran (when it finishes, and at most once a
+//! minute while it runs, so running workloads are requeued every [`billing::COST_REFRESH`]) and the
+//! month-to-date `status.spentThisMonth` of its `GPUQueue`, priced from the prices ConfigMap.
 
+pub mod billing;
 pub mod lease;
 
 use crate::crd::{
@@ -63,6 +68,8 @@ pub struct ControllerOptions {
     pub lease_namespace: String,
     /// This replica's identity in the Lease (usually the Pod name).
     pub identity: String,
+    /// The ConfigMap holding the operator's prices.
+    pub prices: crate::prices::PricesConfigMap,
 }
 
 /// Why a reconcile failed.
@@ -97,6 +104,14 @@ pub struct Context {
     /// Held from reading the queue's usage until the decision is written, so that workloads
     /// reconciled concurrently cannot both take the last quota.
     admission: tokio::sync::Mutex<()>,
+    /// Where the prices are.
+    pub prices_source: crate::prices::PricesConfigMap,
+    /// The prices in force and when the ConfigMap was last read.
+    prices: Mutex<(crate::prices::PriceBook, Option<Timestamp>)>,
+    /// GPU models of the nodes, with when they were read.
+    node_gpus: Mutex<Option<(Timestamp, crate::cost::NodeGpuMap)>>,
+    /// When each queue's month-to-date spend was last computed.
+    queue_spend_at: Mutex<HashMap<String, Timestamp>>,
 }
 
 impl Context {
@@ -116,7 +131,17 @@ impl Context {
                 .collect(),
             failures: Mutex::new(HashMap::new()),
             admission: tokio::sync::Mutex::new(()),
+            prices_source: crate::prices::PricesConfigMap::default(),
+            prices: Mutex::new((crate::prices::PriceBook::default(), None)),
+            node_gpus: Mutex::new(None),
+            queue_spend_at: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// The same context reading prices from `source`.
+    pub fn with_prices(mut self, source: crate::prices::PricesConfigMap) -> Self {
+        self.prices_source = source;
+        self
     }
 
     /// The same context on `clock`.
@@ -163,7 +188,8 @@ pub async fn run(client: Client, opts: ControllerOptions) -> Result<(), Error> {
         &opts.lease_name,
         &opts.identity,
     );
-    let ctx = Arc::new(Context::new(client.clone(), &opts.identity));
+    let ctx =
+        Arc::new(Context::new(client.clone(), &opts.identity).with_prices(opts.prices.clone()));
     loop {
         loop {
             match lock.try_acquire_or_renew().await {
@@ -174,6 +200,7 @@ pub async fn run(client: Client, opts: ControllerOptions) -> Result<(), Error> {
             tokio::time::sleep(RENEW_EVERY).await;
         }
         info!(identity = %opts.identity, "leading: reconciling GPUWorkloads");
+        billing::refresh_prices(&ctx, true).await;
         let (workloads, pods): (Api<GPUWorkload>, Api<Pod>) = match &opts.namespace {
             Some(ns) => (
                 Api::namespaced(client.clone(), ns),
@@ -369,8 +396,16 @@ async fn reconcile_inner(
         if !status.phase.is_some_and(WorkloadPhase::is_finished) {
             mirror(wl, ctx, &pods, &mut status, now).await;
         }
+        if status.phase == Some(WorkloadPhase::Running) {
+            action = Action::requeue(billing::COST_REFRESH);
+        }
     }
+    let cost_changed = billing::update_workload_cost(ctx, wl, &mut status, now).await;
     write_status(workloads, wl, &written, &status).await?;
+    if cost_changed {
+        let finished = status.phase.is_some_and(WorkloadPhase::is_finished);
+        billing::update_queue_spend(ctx, wl.spec.queue_name(), now, finished).await;
+    }
     Ok(action)
 }
 
@@ -558,6 +593,10 @@ async fn mirror(
     if bound == n && n > 0 {
         let msg = format!("all {n} replica(s) bound");
         set_condition(status, "Scheduled", "True", "AllReplicasBound", &msg, now);
+    } else if let Some(why) = unschedulable_message(pods) {
+        // The scheduler's explanation: per filter, how many nodes it rejected and why.
+        let msg = format!("{bound} of {n} replica(s) bound; {why}");
+        set_condition(status, "Scheduled", "False", "Unschedulable", &msg, now);
     } else {
         let msg = format!("{bound} of {n} replica(s) bound");
         set_condition(
@@ -571,6 +610,16 @@ async fn mirror(
     }
     let was = status.phase;
     if succeeded == n && n > 0 {
+        // Finished between two passes without being seen running: its Pods say when it started
+        // (the cost needs it).
+        if status.start_time.is_none() {
+            status.start_time = pods
+                .iter()
+                .filter_map(|p| p.status.as_ref()?.start_time.as_ref())
+                .map(|t| t.0)
+                .min()
+                .map(|t| t.to_string());
+        }
         finish(
             status,
             WorkloadPhase::Succeeded,
@@ -607,6 +656,30 @@ async fn mirror(
         let msg = format!("{running} of {n} replica(s) running");
         set_condition(status, "Running", "False", "WaitingForPods", &msg, now);
     }
+}
+
+/// Why the scheduler cannot place an unbound Pod of the workload: the message of its
+/// `PodScheduled=False` condition with reason `Unschedulable` (the first such Pod, by name).
+pub fn unschedulable_message(pods: &[Pod]) -> Option<String> {
+    let mut pods: Vec<&Pod> = pods
+        .iter()
+        .filter(|p| p.spec.as_ref().is_none_or(|s| s.node_name.is_none()))
+        .collect();
+    pods.sort_by_key(|p| p.name_any());
+    pods.into_iter().find_map(|p| {
+        p.status
+            .as_ref()?
+            .conditions
+            .as_ref()?
+            .iter()
+            .find(|c| {
+                c.type_ == "PodScheduled"
+                    && c.status == "False"
+                    && c.reason.as_deref() == Some("Unschedulable")
+            })?
+            .message
+            .clone()
+    })
 }
 
 /// Marks the workload finished with `phase` and `reason`.

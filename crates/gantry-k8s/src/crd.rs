@@ -63,6 +63,7 @@ fn preserve_object(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
     printcolumn = r#"{"name": "Queue", "type": "string", "jsonPath": ".spec.queue"}"#,
     printcolumn = r#"{"name": "GPUs", "type": "string", "jsonPath": ".status.gpus"}"#,
     printcolumn = r#"{"name": "Node", "type": "string", "jsonPath": ".status.node"}"#,
+    printcolumn = r#"{"name": "Cost", "type": "string", "jsonPath": ".status.cost.amount"}"#,
     printcolumn = r#"{"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"}"#
 )]
 #[serde(rename_all = "camelCase")]
@@ -213,6 +214,29 @@ pub struct GPUWorkloadStatus {
     /// The `metadata.generation` this status describes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
+    /// What its GPU time cost so far (final once it finished).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cost: Option<WorkloadCost>,
+}
+
+/// The cost of a workload's GPU time: its assigned GPUs (a share or MIG slice charged its fraction)
+/// from `startTime` to `completionTime` (or now while it runs), priced by the controller's catalogue.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct WorkloadCost {
+    /// GPU-hours held (fractions counted as such), priced or not.
+    pub gpu_hours: f64,
+    /// Cost of the priced GPU-hours, a decimal string exact to the cent (`"6.00"`); absent when
+    /// nothing could be priced.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub amount: Option<String>,
+    /// ISO 4217 currency of `amount`.
+    pub currency: String,
+    /// GPU models it used that have no price (their hours are not in `amount`; never priced at zero).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unpriced_models: Vec<String>,
+    /// When this was computed (RFC 3339).
+    pub updated_at: String,
 }
 
 /// A monthly budget of a queue.
@@ -238,12 +262,14 @@ fn usd() -> String {
     version = "v1alpha1",
     kind = "GPUQueue",
     plural = "gpuqueues",
+    status = "GPUQueueStatus",
     shortname = "gq",
     schema = "manual",
     category = "gantry",
     printcolumn = r#"{"name": "Cohort", "type": "string", "jsonPath": ".spec.cohort"}"#,
     printcolumn = r#"{"name": "Weight", "type": "number", "jsonPath": ".spec.weight"}"#,
     printcolumn = r#"{"name": "GPUs", "type": "string", "jsonPath": ".spec.guaranteed.gpus"}"#,
+    printcolumn = r#"{"name": "Spent", "type": "string", "jsonPath": ".status.spentThisMonth"}"#,
     printcolumn = r#"{"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"}"#
 )]
 #[serde(rename_all = "camelCase")]
@@ -265,10 +291,33 @@ pub struct GPUQueueSpec {
     pub budget: Option<Budget>,
 }
 
+/// Observed state of a queue, written by the controller: the month-to-date spend of its workloads.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct GPUQueueStatus {
+    /// Spend of the queue's workloads this calendar month (UTC), a decimal string exact to the cent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub spent_this_month: Option<String>,
+    /// ISO 4217 currency of `spentThisMonth`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub currency: Option<String>,
+    /// The month `spentThisMonth` covers, `YYYY-MM`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub month: Option<String>,
+    /// GPU-hours of the queue's workloads this month, priced or not.
+    #[serde(default)]
+    pub gpu_hours: f64,
+    /// GPU models used this month that have no price (not in `spentThisMonth`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unpriced_models: Vec<String>,
+    /// When this was computed (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub updated_at: Option<String>,
+}
+
 // Printer columns: the API server prints only the first match of a column's JSONPath, so a count of
-// `status.gpus` cannot be a column: `GPUs` is the object's `gantry.dev/gpu-count` label (the same
-// label the agent puts on the Node), `Unhealthy` the index of the first unhealthy GPU (empty when all
-// are healthy), `Model` GPU 0's model.
+// `status.gpus` cannot be a column: `GPUs` is `status.gpuCount` (written by the agent with the list),
+// `Unhealthy` the index of the first unhealthy GPU (empty when all are healthy), `Model` GPU 0's model.
 /// A node's GPUs as seen by the Gantry agent (status written by the agent, read by the scheduler).
 #[derive(CustomResource, Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[kube(
@@ -280,7 +329,7 @@ pub struct GPUQueueSpec {
     shortname = "gn",
     schema = "manual",
     category = "gantry",
-    printcolumn = r#"{"name": "GPUs", "type": "string", "jsonPath": ".metadata.labels.gantry\\.dev/gpu-count"}"#,
+    printcolumn = r#"{"name": "GPUs", "type": "integer", "jsonPath": ".status.gpuCount"}"#,
     printcolumn = r#"{"name": "Model", "type": "string", "jsonPath": ".status.gpus[0].model"}"#,
     printcolumn = r#"{"name": "Unhealthy", "type": "string", "jsonPath": ".status.gpus[?(@.healthy==false)].index"}"#,
     printcolumn = r#"{"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"}"#
@@ -299,6 +348,9 @@ pub struct GPUNodeStatus {
     /// One entry per GPU, by index.
     #[serde(default)]
     pub gpus: Vec<GPUDeviceStatus>,
+    /// How many GPUs `gpus` lists (the `GPUs` printer column).
+    #[serde(default)]
+    pub gpu_count: u32,
     /// NVIDIA driver version.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub driver_version: Option<String>,
@@ -451,10 +503,6 @@ fn root_schema<S: JsonSchema, T: JsonSchema>(
     schemars::Schema::try_from(value).unwrap_or_default()
 }
 
-/// A resource without status.
-#[derive(JsonSchema)]
-struct NoStatus {}
-
 impl JsonSchema for GPUWorkload {
     fn schema_name() -> std::borrow::Cow<'static, str> {
         "GPUWorkload".into()
@@ -474,14 +522,10 @@ impl JsonSchema for GPUQueue {
     }
 
     fn json_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
-        let mut schema = root_schema::<GPUQueueSpec, NoStatus>(
+        root_schema::<GPUQueueSpec, GPUQueueStatus>(
             generator,
-            "A queue GPU workloads are charged to: guaranteed quota, borrowing limit, cohort, weight, budget.",
-        );
-        if let Some(props) = schema.get_mut("properties").and_then(Value::as_object_mut) {
-            props.remove("status");
-        }
-        schema
+            "A queue GPU workloads are charged to: guaranteed quota, borrowing limit, cohort, weight, budget; its status holds the month-to-date spend.",
+        )
     }
 }
 

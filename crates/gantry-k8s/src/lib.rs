@@ -7,9 +7,11 @@
 
 pub mod agent;
 pub mod controller;
+pub mod cost;
 pub mod crd;
 pub mod keys;
 pub mod labels;
 pub mod manifests;
 pub mod pods;
+pub mod prices;
 pub mod scheduler;

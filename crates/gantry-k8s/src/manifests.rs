@@ -27,6 +27,7 @@ pub const FILES: &[(&str, &str)] = &[
     manifest!("rbac/controller.yaml"),
     manifest!("rbac/scheduler.yaml"),
     manifest!("rbac/agent.yaml"),
+    manifest!("prices.yaml"),
     manifest!("controller.yaml"),
     manifest!("scheduler.yaml"),
     manifest!("agent.yaml"),
@@ -220,6 +221,24 @@ mod tests {
                 );
             }
         }
+        // The prices ConfigMap parses as a prices file and the controller may read it.
+        let prices = docs
+            .iter()
+            .find(|d| d["kind"] == "ConfigMap" && d["metadata"]["name"] == "gantry-prices")
+            .unwrap_or(&Value::Null);
+        let text = prices["data"][crate::prices::DEFAULT_KEY]
+            .as_str()
+            .unwrap_or_default();
+        assert!(
+            gantry_cost::Catalogue::with_overrides(text).is_ok(),
+            "{text}"
+        );
+        assert!(
+            docs.iter().any(|d| d["kind"] == "Role"
+                && d["metadata"]["namespace"] == "ml-platform"
+                && d["rules"][0]["resources"][0] == "configmaps"),
+            "the controller may read ConfigMaps of its namespace"
+        );
         let agent = docs
             .iter()
             .find(|d| d["kind"] == "DaemonSet")

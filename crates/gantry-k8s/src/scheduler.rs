@@ -42,7 +42,7 @@ use futures::{StreamExt, stream};
 use gantry_core::Policy;
 use k8s_openapi::api::core::v1::{Binding, Event, Node, ObjectReference, Pod};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
-use kube::api::{DeleteParams, PostParams, Preconditions};
+use kube::api::{DeleteParams, Patch, PatchParams, PostParams, Preconditions};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client};
 use prometheus_client::encoding::text::encode;
@@ -163,6 +163,8 @@ pub struct ExecReport {
     pub events: usize,
     /// Pods deleted (preemption victims, and gang members after a failed gang bind).
     pub deleted: usize,
+    /// Pods whose `PodScheduled=False` (`Unschedulable`) condition was written.
+    pub conditions: usize,
 }
 
 /// An Event to create: the Pod, type, reason, message.
@@ -292,6 +294,33 @@ async fn event(
     }
 }
 
+/// Writes the Pod's `PodScheduled=False` condition, reason `Unschedulable`, with the explanation
+/// (as kube-scheduler does); the controller mirrors it into the `GPUWorkload`'s `Scheduled` condition.
+async fn mark_unschedulable(client: Client, pod: PodRef, message: String) -> bool {
+    let api: Api<Pod> = Api::namespaced(client, &pod.namespace);
+    let now = Time(k8s_openapi::jiff::Timestamp::now());
+    let patch = serde_json::json!({"status": {"conditions": [{
+        "type": "PodScheduled", "status": "False", "reason": "Unschedulable",
+        "message": message, "lastTransitionTime": now,
+    }]}});
+    match api
+        .patch_status(
+            &pod.name,
+            &PatchParams::default(),
+            &Patch::Strategic(&patch),
+        )
+        .await
+    {
+        Ok(_) => true,
+        // Gone meanwhile: nothing to explain.
+        Err(kube::Error::Api(s)) if s.code == 404 => false,
+        Err(e) => {
+            tracing::warn!("condition on {}: {e}", pod.key());
+            false
+        }
+    }
+}
+
 async fn delete(client: Client, pod: PodRef) -> bool {
     let api: Api<Pod> = Api::namespaced(client, &pod.namespace);
     let dp = DeleteParams {
@@ -319,6 +348,7 @@ impl Binder {
         let mut gangs: Vec<Option<String>> = Vec::new();
         let mut events: Vec<EventArgs> = Vec::new();
         let mut deletes: Vec<PodRef> = Vec::new();
+        let mut unschedulable: Vec<(PodRef, String)> = Vec::new();
         for d in decisions {
             match d {
                 Decision::Bind { pods, gang } => {
@@ -330,6 +360,7 @@ impl Binder {
                     for p in pods {
                         self.seen_pending(&p.key());
                         self.metrics.failed.inc();
+                        unschedulable.push((p.clone(), message.clone()));
                         events.push((
                             p,
                             "Warning".into(),
@@ -431,6 +462,13 @@ impl Binder {
         let client = self.client.clone();
         report.events = stream::iter(events)
             .map(move |(p, t, r, m): EventArgs| event(client.clone(), p, t, r, m))
+            .buffer_unordered(CONCURRENCY)
+            .filter(|ok| std::future::ready(*ok))
+            .count()
+            .await;
+        let client = self.client.clone();
+        report.conditions = stream::iter(unschedulable)
+            .map(move |(p, m)| mark_unschedulable(client.clone(), p, m))
             .buffer_unordered(CONCURRENCY)
             .filter(|ok| std::future::ready(*ok))
             .count()

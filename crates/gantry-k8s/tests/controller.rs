@@ -662,6 +662,45 @@ async fn status_mirrors_a_running_pod() {
 }
 
 #[tokio::test]
+async fn the_schedulers_explanation_reaches_the_scheduled_condition() {
+    let (client, state) = fake();
+    let ctx = context(client);
+    add_workload(
+        &state,
+        "big",
+        json!({"resources": {"gpu": {"count": 2}},
+               "template": {"spec": {"containers": [{"name": "t", "image": "trainer"}]}}}),
+    );
+    reconcile_named(&state, &ctx, "big").await;
+    // Before the scheduler has said anything: waiting for it.
+    let reason = |state: &Arc<Mutex<State>>| {
+        get_workload(state, "big")
+            .and_then(|w| w.status)
+            .and_then(|s| s.conditions.into_iter().find(|c| c.type_ == "Scheduled"))
+            .map(|c| (c.reason, c.message))
+    };
+    assert_eq!(
+        reason(&state).and_then(|r| r.0).as_deref(),
+        Some("WaitingForScheduler")
+    );
+    // The scheduler marks the Pod unschedulable with its per-filter explanation.
+    let why = "0/7 nodes can take it: 5 node(s): GPU model not allowed; 2 node(s): needs 2 GPU(s) with 1000m free, 1 have it";
+    set_pod(
+        &state,
+        "big-0",
+        json!({"status": {"phase": "Pending", "conditions": [{"type": "PodScheduled",
+               "status": "False", "reason": "Unschedulable", "message": why}]}}),
+    );
+    reconcile_named(&state, &ctx, "big").await;
+    let (r, m) = reason(&state).expect("a Scheduled condition");
+    assert_eq!(r.as_deref(), Some("Unschedulable"));
+    assert_eq!(
+        m.as_deref(),
+        Some(format!("0 of 1 replica(s) bound; {why}").as_str())
+    );
+}
+
+#[tokio::test]
 async fn quota_exhaustion_keeps_the_workload_pending() {
     let (client, state) = fake();
     let ctx = context(client);
@@ -898,6 +937,7 @@ fn options(identity: &str) -> ControllerOptions {
         lease_name: "gantry-controller".into(),
         lease_namespace: "gantry-system".into(),
         identity: identity.into(),
+        prices: gantry_k8s::prices::PricesConfigMap::default(),
     }
 }
 
@@ -995,4 +1035,221 @@ async fn concurrent_reconciles_cannot_both_take_the_last_quota() {
     assert_eq!(admitted, 1, "{phases:?}");
     assert!(phases.contains(&Some(WorkloadPhase::Pending)));
     assert_eq!(pods(&state).len(), 2);
+}
+
+// ---- Cost: prices from a ConfigMap, cost in GPUWorkload and GPUQueue status ----
+
+const CONFIGMAPS: &str = "/api/v1/namespaces/gantry-system/configmaps";
+const GPUNODES: &str = "/apis/gantry.dev/v1alpha1/gpunodes";
+
+/// Prices of 2.00 per H100-hour (the rest: the shipped defaults).
+const H100_AT_2: &str = "prices:\n  - {model: H100-80GB, pool: on-demand, per_gpu_hour: 2.00, source: contract, date: 2026-11-01}\n";
+
+fn add_prices(state: &Arc<Mutex<State>>, text: &str) {
+    let obj = json!({"apiVersion": "v1", "kind": "ConfigMap",
+                     "metadata": {"name": "gantry-prices"}, "data": {"prices.yaml": text}});
+    state.lock().expect("state").insert(CONFIGMAPS, obj);
+}
+
+/// Replaces the prices file (a new resourceVersion, as an edit of the ConfigMap gives).
+fn edit_prices(state: &Arc<Mutex<State>>, text: &str) {
+    let mut st = state.lock().expect("state");
+    if let Some(i) = st
+        .objects
+        .iter()
+        .position(|o| o.plural == "configmaps" && o.name == "gantry-prices")
+    {
+        let rv = st.next_rv();
+        st.objects[i].value["data"]["prices.yaml"] = json!(text);
+        st.objects[i].value["metadata"]["resourceVersion"] = json!(rv);
+        st.changed(i, "MODIFIED");
+    }
+}
+
+fn add_gpu_node(state: &Arc<Mutex<State>>, name: &str, model: &str, count: u32) {
+    let gpus: Vec<Value> = (0..count)
+        .map(|i| {
+            json!({"index": i, "uuid": format!("GPU-{name}-{i}"), "model": model,
+                        "memoryMib": 81559, "healthy": true})
+        })
+        .collect();
+    let obj = json!({"apiVersion": "gantry.dev/v1alpha1", "kind": "GPUNode",
+                     "metadata": {"name": name}, "spec": {},
+                     "status": {"gpus": gpus, "gpuCount": count, "backend": "simulated"}});
+    state.lock().expect("state").insert(GPUNODES, obj);
+}
+
+fn h100_price(c: &gantry_cost::Catalogue) -> Option<u64> {
+    c.price("H100-80GB", gantry_cost::Pool::OnDemand)
+        .ok()
+        .map(|p| p.micros_per_gpu_hour)
+}
+
+fn context_at(client: Client, at: &'static str) -> Arc<Context> {
+    Arc::new(
+        Context::new(client, "controller-0")
+            .with_clock(Arc::new(move || at.parse().expect("time"))),
+    )
+}
+
+#[tokio::test]
+async fn configmap_prices_are_merged_reloaded_and_a_bad_edit_keeps_the_last_good() {
+    use gantry_k8s::controller::billing::refresh_prices;
+    let (client, state) = fake();
+    // No ConfigMap: the shipped defaults.
+    let ctx = context(client.clone());
+    let defaults = gantry_cost::Catalogue::default();
+    assert_eq!(refresh_prices(&ctx, true).await, defaults);
+
+    add_prices(&state, H100_AT_2);
+    let c = refresh_prices(&ctx, true).await;
+    assert_eq!(h100_price(&c), Some(2_000_000));
+    assert_eq!(
+        c.price("L4-24GB", gantry_cost::Pool::OnDemand).ok(),
+        defaults.price("L4-24GB", gantry_cost::Pool::OnDemand).ok(),
+        "entries the ConfigMap does not name keep the defaults"
+    );
+    // Within the recheck period the ConfigMap is not read again.
+    state.lock().expect("state").log.clear();
+    refresh_prices(&ctx, false).await;
+    assert!(state.lock().expect("state").log.is_empty());
+
+    // A bad edit: reported on the ConfigMap, the last good prices stay.
+    edit_prices(
+        &state,
+        "prices:\n  - {model: H100-80GB, pool: on-demand, per_gpu_hour: lots, source: x, date: 2026-11-01}\n",
+    );
+    let c = refresh_prices(&ctx, true).await;
+    assert_eq!(h100_price(&c), Some(2_000_000));
+    let events: Vec<Value> = {
+        let st = state.lock().expect("state");
+        st.objects
+            .iter()
+            .filter(|o| o.plural == "events" && o.value["reason"] == "InvalidPrices")
+            .map(|o| o.value.clone())
+            .collect()
+    };
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert_eq!(events[0]["type"], "Warning");
+    assert_eq!(events[0]["regarding"]["kind"], "ConfigMap");
+    assert_eq!(events[0]["regarding"]["name"], "gantry-prices");
+    // Read again unchanged: not reported twice.
+    refresh_prices(&ctx, true).await;
+    let count = state
+        .lock()
+        .expect("state")
+        .objects
+        .iter()
+        .filter(|o| o.plural == "events" && o.value["reason"] == "InvalidPrices")
+        .count();
+    assert_eq!(count, 1);
+    // Fixed: the new prices are in force.
+    edit_prices(&state, &H100_AT_2.replace("2.00", "2.50"));
+    assert_eq!(
+        h100_price(&refresh_prices(&ctx, true).await),
+        Some(2_500_000)
+    );
+}
+
+#[tokio::test]
+async fn workload_and_queue_status_carry_the_cost() {
+    let (client, state) = fake();
+    add_prices(&state, H100_AT_2);
+    add_gpu_node(&state, "gpu-node-1", "H100-80GB", 8);
+    add_queue(&state, "research", json!({"guaranteed": {"gpus": 16}}));
+    let mut spec = training();
+    spec["replicas"] = json!(1);
+    spec["gangMinimum"] = json!(1);
+    spec["resources"]["gpu"] = json!({"count": 2});
+    add_workload(&state, "train", spec);
+    let at_11 = context_at(client.clone(), "2026-11-25T11:00:00Z");
+    reconcile_named(&state, &at_11, "train").await;
+    set_pod(
+        &state,
+        "train-0",
+        json!({"metadata": {"annotations": {keys::ASSIGNED_GPUS: "0,1"}},
+               "spec": {"nodeName": "gpu-node-1"},
+               "status": {"phase": "Running", "startTime": "2026-11-25T10:30:00Z"}}),
+    );
+    writes(&state);
+    // Running for 30 min on 2 H100s at 2.00: 2.00 so far; the queue's month-to-date spend follows.
+    reconcile_named(&state, &at_11, "train").await;
+    let cost = |state: &Arc<Mutex<State>>| {
+        get_workload(state, "train")
+            .and_then(|w| w.status)
+            .and_then(|s| s.cost)
+            .expect("status.cost")
+    };
+    let c = cost(&state);
+    assert_eq!(
+        (c.amount.as_deref(), c.gpu_hours, c.currency.as_str()),
+        (Some("2.00"), 1.0, "USD")
+    );
+    assert_eq!(c.updated_at, "2026-11-25T11:00:00Z");
+    let queue_status = |state: &Arc<Mutex<State>>| {
+        let st = state.lock().expect("state");
+        st.objects
+            .iter()
+            .find(|o| o.plural == "gpuqueues" && o.name == "research")
+            .map(|o| o.value["status"].clone())
+            .unwrap_or(Value::Null)
+    };
+    let q = queue_status(&state);
+    assert_eq!(q["spentThisMonth"], "2.00");
+    assert_eq!(
+        (q["currency"].as_str(), q["month"].as_str()),
+        (Some("USD"), Some("2026-11"))
+    );
+    assert_eq!(
+        writes(&state),
+        [
+            format!("PATCH {WORKLOADS}/train/status"),
+            format!("PATCH {QUEUES}/research/status"),
+        ]
+    );
+    // Again within the minute: no write.
+    reconcile_named(&state, &at_11, "train").await;
+    assert_eq!(writes(&state), Vec::<String>::new());
+
+    // It finishes at 12:00 (the controller's clock): 90 min on 2 H100s = 6.00, final.
+    set_pod(&state, "train-0", json!({"status": {"phase": "Succeeded"}}));
+    let at_12 = context_at(client.clone(), NOW);
+    reconcile_named(&state, &at_12, "train").await;
+    let c = cost(&state);
+    assert_eq!((c.amount.as_deref(), c.gpu_hours), (Some("6.00"), 3.0));
+    assert_eq!(queue_status(&state)["spentThisMonth"], "6.00");
+    // Final: a later pass does not recompute it.
+    let at_13 = context_at(client.clone(), "2026-11-25T13:00:00Z");
+    writes(&state);
+    reconcile_named(&state, &at_13, "train").await;
+    assert_eq!(cost(&state).updated_at, NOW);
+    assert!(
+        !writes(&state).iter().any(|w| w.contains("/status")),
+        "no status write after the final cost"
+    );
+
+    // A workload on a node nothing says the model of: unpriced, not zero, and not in the spend.
+    let mut spec = training();
+    spec["replicas"] = json!(1);
+    spec["gangMinimum"] = json!(1);
+    spec["resources"]["gpu"] = json!({"count": 1});
+    add_workload(&state, "mystery", spec);
+    reconcile_named(&state, &at_13, "mystery").await;
+    set_pod(
+        &state,
+        "mystery-0",
+        json!({"metadata": {"annotations": {keys::ASSIGNED_GPUS: "0"}},
+               "spec": {"nodeName": "unlabelled-node"},
+               "status": {"phase": "Succeeded", "startTime": "2026-11-25T12:00:00Z"}}),
+    );
+    reconcile_named(&state, &at_13, "mystery").await;
+    let c = get_workload(&state, "mystery")
+        .and_then(|w| w.status)
+        .and_then(|s| s.cost)
+        .expect("cost");
+    assert_eq!(c.amount, None, "not priced at zero");
+    assert_eq!(c.unpriced_models, ["unknown"]);
+    let q = queue_status(&state);
+    assert_eq!(q["spentThisMonth"], "6.00");
+    assert_eq!(q["unpricedModels"], json!(["unknown"]));
 }

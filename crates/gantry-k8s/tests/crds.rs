@@ -135,10 +135,34 @@ fn names_scopes_and_columns() {
         .iter()
         .map(|c| c.name.as_str())
         .collect();
-    assert_eq!(cols, ["Phase", "Queue", "GPUs", "Node", "Age"]);
+    assert_eq!(cols, ["Phase", "Queue", "GPUs", "Node", "Cost", "Age"]);
     assert!(v.subresources.as_ref().is_some_and(|s| s.status.is_some()));
-    assert_eq!(by_kind("GPUQueue").spec.scope, "Cluster");
+    let column = |crd: &k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition,
+                  name: &str| {
+        crd.spec.versions[0]
+            .additional_printer_columns
+            .as_deref()
+            .unwrap_or_default()
+            .iter()
+            .find(|c| c.name == name)
+            .map(|c| c.json_path.clone())
+    };
+    assert_eq!(column(w, "Cost").as_deref(), Some(".status.cost.amount"));
+    let q = by_kind("GPUQueue");
+    assert_eq!(q.spec.scope, "Cluster");
+    assert!(
+        q.spec.versions[0]
+            .subresources
+            .as_ref()
+            .is_some_and(|s| s.status.is_some()),
+        "the controller writes GPUQueue status"
+    );
+    assert_eq!(
+        column(q, "Spent").as_deref(),
+        Some(".status.spentThisMonth")
+    );
     let n = by_kind("GPUNode");
+    assert_eq!(column(n, "GPUs").as_deref(), Some(".status.gpuCount"));
     assert_eq!(n.spec.scope, "Cluster");
     assert_eq!(
         n.spec.names.short_names.as_deref(),

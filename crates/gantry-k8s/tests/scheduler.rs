@@ -5,7 +5,8 @@
 //! does for what the scheduler calls: `POST pods/<name>/binding` sets `spec.nodeName` and copies the
 //! Binding's annotations onto the Pod (201), refuses a Pod already bound or with another UID (409) or
 //! missing (404); `POST events` stores the Event (201); `DELETE pods/<name>` removes the Pod (200, else
-//! 404). The tests then feed the fake's Pods back to the model, as the watch would.
+//! 404); `PATCH pods/<name>/status` (strategic merge) replaces or adds `status.conditions` by type (200,
+//! else 404). The tests then feed the fake's Pods back to the model, as the watch would.
 
 use gantry_core::Policy;
 use gantry_k8s::keys;
@@ -104,6 +105,35 @@ fn fake_client(state: Arc<Mutex<FakeApi>>) -> Client {
                             (201, String::from_utf8_lossy(&bytes).to_string())
                         }
                         Err(_) => (400, status(400, "BadRequest")),
+                    }
+                }
+                ("PATCH", ["api", "v1", "namespaces", ns, "pods", name, "status"]) => {
+                    let patch: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+                    match st.pods.get_mut(&format!("{ns}/{name}")) {
+                        None => (404, status(404, "NotFound")),
+                        Some(p) => {
+                            let conditions = p
+                                .status
+                                .get_or_insert_default()
+                                .conditions
+                                .get_or_insert_default();
+                            for c in patch["status"]["conditions"]
+                                .as_array()
+                                .into_iter()
+                                .flatten()
+                            {
+                                let Ok(c) = serde_json::from_value::<
+                                    k8s_openapi::api::core::v1::PodCondition,
+                                >(c.clone()) else {
+                                    continue;
+                                };
+                                match conditions.iter_mut().find(|x| x.type_ == c.type_) {
+                                    Some(x) => *x = c,
+                                    None => conditions.push(c),
+                                }
+                            }
+                            (200, serde_json::to_string(&p).unwrap_or_default())
+                        }
                     }
                 }
                 ("DELETE", ["api", "v1", "namespaces", ns, "pods", name]) => {
@@ -460,6 +490,24 @@ async fn unschedulable_pod_gets_one_event_with_the_explanation() {
     assert!(m.starts_with("0/2 nodes can take it"), "{m}");
     assert!(m.contains("1 node(s): GPU model not allowed"), "{m}");
     assert!(m.contains("1 node(s): needs 6 GPUs, has 4"), "{m}");
+    // The same text on the Pod's PodScheduled condition, which the controller mirrors into the
+    // GPUWorkload's Scheduled condition.
+    let pod = &st.pods["ml/big"];
+    let c = pod
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .and_then(|c| c.iter().find(|c| c.type_ == "PodScheduled"))
+        .expect("a PodScheduled condition");
+    assert_eq!(
+        (c.status.as_str(), c.reason.as_deref()),
+        ("False", Some("Unschedulable"))
+    );
+    assert_eq!(c.message.as_deref(), Some(m.as_str()));
+    assert_eq!(
+        gantry_k8s::controller::unschedulable_message(std::slice::from_ref(pod)),
+        Some(m)
+    );
 }
 
 #[tokio::test(flavor = "current_thread")]

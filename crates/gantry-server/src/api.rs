@@ -58,9 +58,10 @@ pub struct AppState {
     pub prices: gantry_cost::Catalogue,
 }
 
-type Shared = Arc<AppState>;
+/// The state every handler shares.
+pub(crate) type Shared = Arc<AppState>;
 
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
@@ -87,7 +88,7 @@ impl From<DbError> for ApiError {
     }
 }
 
-fn need(p: &Principal, permission: Permission) -> Result<(), ApiError> {
+pub(crate) fn need(p: &Principal, permission: Permission) -> Result<(), ApiError> {
     if allows(p.role, permission) {
         Ok(())
     } else {
@@ -129,7 +130,7 @@ async fn authenticate(State(state): State<Shared>, mut req: Request, next: Next)
     next.run(req).await
 }
 
-fn principal(req_ext: &axum::http::Extensions) -> Principal {
+pub(crate) fn principal(req_ext: &axum::http::Extensions) -> Principal {
     req_ext.get::<Principal>().cloned().unwrap_or(Principal {
         name: "anonymous".into(),
         role: Role::Viewer,
@@ -152,6 +153,10 @@ pub fn router(state: Shared) -> Router {
         .route("/api/monitoring/metrics", get(monitoring))
         .route("/api/queues", get(queues))
         .route("/api/costs/analysis", get(cost_analysis))
+        .merge(crate::budgets::routes())
+        .merge(crate::findings::routes())
+        .merge(crate::explain::routes())
+        .merge(crate::dashboard::routes())
         // The API description too: with auth on, only the probes and /metrics answer without a token.
         .merge(
             utoipa_swagger_ui::SwaggerUi::new("/docs")
@@ -161,7 +166,8 @@ pub fn router(state: Shared) -> Router {
     let open = Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
-        .route("/metrics", get(prometheus));
+        .route("/metrics", get(prometheus))
+        .merge(crate::dashboard::open_routes());
     api.merge(open)
         .fallback(|| async { ApiError::not_found("no such route") })
         .method_not_allowed_fallback(|| async {
@@ -176,7 +182,7 @@ pub fn router(state: Shared) -> Router {
         .with_state(state)
 }
 
-fn body(bytes: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
+pub(crate) fn body(bytes: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
     bytes.map_err(|e| ApiError {
         status: e.status(),
         code: if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
@@ -189,7 +195,7 @@ fn body(bytes: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
     })
 }
 
-fn workload_id(raw: &str) -> Result<WorkloadId, ApiError> {
+pub(crate) fn workload_id(raw: &str) -> Result<WorkloadId, ApiError> {
     raw.parse::<WorkloadId>()
         .map_err(|_| ApiError::invalid("id", format!("{raw:?} is not a workload id (wl-<number>)")))
 }
@@ -295,6 +301,11 @@ async fn gpu_resources(
     let p = principal(req.extensions());
     need(&p, Permission::ReadCluster)?;
     let running = state.db.read(|s| s.running()).await?;
+    Ok(Json(gpu_list(&state, &running)))
+}
+
+/// The machine's GPUs with their latest telemetry and the workloads (of `running`) holding them.
+pub(crate) fn gpu_list(state: &AppState, running: &[Workload]) -> GpuResources {
     let view = lock(&state.gpus).clone();
     let machine = state.runner.machine();
     let gpus = machine
@@ -332,11 +343,11 @@ async fn gpu_resources(
             }
         })
         .collect();
-    Ok(Json(GpuResources {
+    GpuResources {
         backend: view.backend,
         note: view.note,
         gpus,
-    }))
+    }
 }
 
 /// A workload as the API shows it.
@@ -374,7 +385,7 @@ pub struct WorkloadView {
     pub spec: serde_json::Value,
 }
 
-fn view(w: &Workload, waiting: Option<String>) -> WorkloadView {
+pub(crate) fn view(w: &Workload, waiting: Option<String>) -> WorkloadView {
     let gpus = w
         .assignment
         .iter()
@@ -451,7 +462,7 @@ fn parse_yaml(text: &str) -> Result<WorkloadSpec, ApiError> {
 }
 
 /// A query string that does not fit `T`: a 400 naming the parameter (unknown, or of the wrong type).
-fn query_error(rejection: QueryRejection) -> ApiError {
+pub(crate) fn query_error(rejection: QueryRejection) -> ApiError {
     use std::error::Error as _;
     let mut source = rejection.source();
     while let Some(e) = source {
@@ -534,6 +545,7 @@ use axum::extract::FromRequest;
 
 /// Filters of `GET /api/workloads`.
 #[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct ListParams {
     /// Only this state.
@@ -644,7 +656,7 @@ async fn load_visible(state: &Shared, p: &Principal, raw: &str) -> Result<Worklo
 }
 
 /// One workload's state, placement, and events.
-#[utoipa::path(get, path = "/api/workloads/{id}/status", params(("id" = String, Path, description = "wl-<n>")), responses((status = 200, body = StatusView), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)), security(("bearer" = [])))]
+#[utoipa::path(get, path = "/api/workloads/{id}/status", params(("id" = String, Path, description = "wl-<n>", pattern = "^wl-[1-9][0-9]*$", example = "wl-1")), responses((status = 200, body = StatusView), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)), security(("bearer" = [])))]
 async fn status(
     State(state): State<Shared>,
     Path(id): Path<String>,
@@ -666,6 +678,7 @@ async fn status(
 
 /// Which log to read.
 #[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct LogParams {
     /// `stdout` (default) or `stderr`.
@@ -679,7 +692,7 @@ pub struct LogParams {
 }
 
 /// A slice of a workload's log; `X-Next-Offset` says where to continue.
-#[utoipa::path(get, path = "/api/workloads/{id}/logs", params(("id" = String, Path), LogParams), responses((status = 200, description = "log bytes", content_type = "text/plain"), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)), security(("bearer" = [])))]
+#[utoipa::path(get, path = "/api/workloads/{id}/logs", params(("id" = String, Path, description = "wl-<n>", pattern = "^wl-[1-9][0-9]*$", example = "wl-1"), LogParams), responses((status = 200, description = "log bytes", content_type = "text/plain", headers(("x-next-offset" = u64, description = "Byte offset to continue from"), ("x-workload-state" = String, description = "The workload's state when read"))), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)), security(("bearer" = [])))]
 async fn logs(
     State(state): State<Shared>,
     Path(id): Path<String>,
@@ -733,7 +746,7 @@ async fn logs(
 
 /// Cancels a workload: a pending one at once; a running one gets SIGTERM, then SIGKILL after the
 /// grace period (202: it is cancelled when the process has exited).
-#[utoipa::path(post, path = "/api/workloads/{id}/cancel", params(("id" = String, Path)), responses((status = 200, body = WorkloadView), (status = 202, body = WorkloadView), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)), security(("bearer" = [])))]
+#[utoipa::path(post, path = "/api/workloads/{id}/cancel", params(("id" = String, Path, description = "wl-<n>", pattern = "^wl-[1-9][0-9]*$", example = "wl-1")), responses((status = 200, body = WorkloadView), (status = 202, body = WorkloadView), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)), security(("bearer" = [])))]
 async fn cancel(
     State(state): State<Shared>,
     Path(id): Path<String>,
@@ -809,7 +822,7 @@ fn strategy_view(p: Policy) -> StrategyView {
 }
 
 /// The active strategy.
-#[utoipa::path(get, path = "/api/scheduler/strategy", responses((status = 200, body = StrategyView)), security(("bearer" = [])))]
+#[utoipa::path(get, path = "/api/scheduler/strategy", responses((status = 200, body = StrategyView), (status = 401, body = ErrorBody)), security(("bearer" = [])))]
 async fn get_strategy(
     State(state): State<Shared>,
     req: Request,
@@ -819,7 +832,7 @@ async fn get_strategy(
 }
 
 /// Switches the active strategy (operator or admin); kept across restarts.
-#[utoipa::path(put, path = "/api/scheduler/strategy", request_body = StrategyChange, responses((status = 200, body = StrategyView), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody)), security(("bearer" = [])))]
+#[utoipa::path(put, path = "/api/scheduler/strategy", request_body = StrategyChange, responses((status = 200, body = StrategyView), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)), security(("bearer" = [])))]
 async fn put_strategy(
     State(state): State<Shared>,
     req: Request,
@@ -858,7 +871,7 @@ pub struct Monitoring {
 }
 
 /// GPU and workload summary.
-#[utoipa::path(get, path = "/api/monitoring/metrics", responses((status = 200, body = Monitoring)), security(("bearer" = [])))]
+#[utoipa::path(get, path = "/api/monitoring/metrics", responses((status = 200, body = Monitoring), (status = 401, body = ErrorBody)), security(("bearer" = [])))]
 async fn monitoring(
     State(state): State<Shared>,
     req: Request,
@@ -907,7 +920,7 @@ async fn monitoring(
 }
 
 /// Queues with their settings.
-#[utoipa::path(get, path = "/api/queues", responses((status = 200, description = "queues", body = Vec<Object>)), security(("bearer" = [])))]
+#[utoipa::path(get, path = "/api/queues", responses((status = 200, description = "queues", body = Vec<Object>), (status = 401, body = ErrorBody)), security(("bearer" = [])))]
 async fn queues(
     State(state): State<Shared>,
     req: Request,
@@ -919,6 +932,7 @@ async fn queues(
 
 /// Query of `GET /api/costs/analysis`.
 #[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct CostParams {
     /// How far back from now: `1h`, `24h`, `7d`, `30d`, ... (default `7d`).
@@ -1025,29 +1039,8 @@ async fn cost_analysis(
     let from_ms =
         to_ms.saturating_sub(i64::try_from(secs.saturating_mul(1000)).unwrap_or(i64::MAX));
     let owner = (p.role == Role::Submitter).then(|| p.name.clone());
-    let workloads = state
-        .db
-        .read(move |s| {
-            let mut all = Vec::new();
-            let mut after = None;
-            loop {
-                let page = s.list(&ListQuery {
-                    owner: owner.clone(),
-                    limit: gantry_store::MAX_PAGE_LIMIT,
-                    after,
-                    order: Order::OldestFirst,
-                    ..ListQuery::default()
-                })?;
-                all.extend(page.items);
-                match page.next {
-                    Some(n) => after = Some(n),
-                    None => return Ok(all),
-                }
-            }
-        })
-        .await?;
-    let snapshots = lock(&state.gpus).snapshots.clone();
-    let usage = crate::costs::usage_of(&workloads, &state.runner.machine(), &snapshots, to_ms);
+    let usage =
+        crate::costs::load_usage(&state, owner, gantry_cost::Window { from_ms, to_ms }).await?;
     let analysis = gantry_cost::analyse(
         &usage,
         gantry_cost::Window { from_ms, to_ms },
@@ -1132,7 +1125,12 @@ impl utoipa::Modify for BearerAuth {
 
 /// The OpenAPI 3.1 document: the handlers' annotations plus the workload spec's generated schema.
 pub fn openapi() -> serde_json::Value {
-    let mut doc = serde_json::to_value(ApiDoc::openapi()).unwrap_or_default();
+    let mut api = ApiDoc::openapi();
+    api.merge(crate::budgets::Doc::openapi());
+    api.merge(crate::findings::Doc::openapi());
+    api.merge(crate::explain::Doc::openapi());
+    api.merge(crate::dashboard::Doc::openapi());
+    let mut doc = serde_json::to_value(api).unwrap_or_default();
     let mut spec =
         serde_json::to_value(gantry_core::spec::schema::workload_schema()).unwrap_or_default();
     let defs = spec

@@ -3,11 +3,17 @@
 //! The HTTP API (axum), bearer-token auth with roles, Prometheus metrics, and the live loop that
 //! admits, places and runs workloads through the engine, the store and the executor.
 
+pub mod alerts;
 pub mod api;
 pub mod auth;
+pub mod budgets;
 pub mod costs;
+pub mod dashboard;
 pub mod db;
 pub mod error;
+pub mod explain;
+pub mod findings;
+pub mod jobmap;
 pub mod metrics;
 pub mod runner;
 pub mod schedule;

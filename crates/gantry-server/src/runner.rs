@@ -91,6 +91,8 @@ pub struct Runner {
     inbox: Mutex<Option<mpsc::UnboundedReceiver<Event>>>,
     /// Observed queue waits (seconds) and cycle times, drained by the metrics task.
     observations: Mutex<(Vec<f64>, Vec<f64>)>,
+    /// Queues over budget with a hard cap, with the waiting reason (set by the alert loop).
+    capped: Mutex<HashMap<String, String>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -115,6 +117,7 @@ impl Runner {
             events: tx,
             inbox: Mutex::new(Some(rx)),
             observations: Mutex::new((Vec::new(), Vec::new())),
+            capped: Mutex::new(HashMap::new()),
         })
     }
 
@@ -160,6 +163,25 @@ impl Runner {
         if changed {
             self.poke();
         }
+    }
+
+    /// Sets the queues whose pending work is not admitted (over budget, hard cap), each with the
+    /// waiting reason; running work is not stopped.
+    pub fn set_capped(&self, capped: HashMap<String, String>) {
+        let changed = {
+            let mut current = lock(&self.capped);
+            let changed = *current != capped;
+            *current = capped;
+            changed
+        };
+        if changed {
+            self.poke();
+        }
+    }
+
+    /// The queues whose new work is held (over budget, hard cap), with the waiting reason.
+    pub fn capped(&self) -> HashMap<String, String> {
+        lock(&self.capped).clone()
     }
 
     /// Why `id` is still pending, if the loop has tried to place it.
@@ -383,9 +405,14 @@ impl Runner {
             .iter()
             .filter_map(|w| Some((work_of(w, &models).ok()?, taken_of(w, &machine))))
             .collect();
-        let mut unplaceable = Vec::new();
+        let capped = lock(&self.capped).clone();
+        let mut unplaceable: Vec<(WorkloadId, String)> = pending
+            .iter()
+            .filter_map(|w| Some((w.id, capped.get(&w.queue)?.clone())))
+            .collect();
         let pending_work: Vec<Work> = pending
             .iter()
+            .filter(|w| !capped.contains_key(&w.queue))
             .filter_map(|w| match work_of(w, &models) {
                 Ok(work) => Some(work),
                 Err(why) => {
@@ -782,7 +809,8 @@ pub fn work_of(w: &Workload, models: &GpuModels) -> Result<Work, String> {
     })
 }
 
-fn taken_of(w: &Workload, machine: &Machine) -> Vec<Taken> {
+/// The GPUs of `machine` that `w`'s assignment holds.
+pub fn taken_of(w: &Workload, machine: &Machine) -> Vec<Taken> {
     let Some(a) = &w.assignment else {
         return Vec::new();
     };

@@ -160,13 +160,9 @@ fn gpu_set(layout: &Layout, node: usize, taken: &[Taken]) -> Option<GpuSet> {
     Some(GpuSet(set))
 }
 
-/// Decides which `pending` workloads start now, given what `running` holds, under `policy`.
-pub fn plan(
-    machine: &Machine,
-    running: &[(Work, Vec<Taken>)],
-    pending: &[Work],
-    policy: Policy,
-) -> Vec<(i64, Decision)> {
+/// The machine's engine nodes with `running` work (and unhealthy GPUs) committed, as the next
+/// placement sees them, with the machine slots of each node's GPUs in order.
+pub fn occupied(machine: &Machine, running: &[(Work, Vec<Taken>)]) -> (Cluster, Vec<Vec<usize>>) {
     let mut layout = machine.layout();
     // Unhealthy GPUs take no new work: hold them with a phantom whole-GPU pod.
     for (slot, s) in machine.slots.iter().enumerate() {
@@ -193,6 +189,11 @@ pub fn plan(
             let _ = layout.cluster.commit(node, &work.pod, set);
         }
     }
+    (layout.cluster, layout.slots_of)
+}
+
+/// `pending` in placement order: priority (higher first), then submission time, then id.
+pub fn in_order(pending: &[Work]) -> Vec<&Work> {
     let mut order: Vec<&Work> = pending.iter().collect();
     order.sort_by(|a, b| {
         b.priority
@@ -200,6 +201,19 @@ pub fn plan(
             .then(a.submitted_at.cmp(&b.submitted_at))
             .then(a.id.cmp(&b.id))
     });
+    order
+}
+
+/// Decides which `pending` workloads start now, given what `running` holds, under `policy`.
+pub fn plan(
+    machine: &Machine,
+    running: &[(Work, Vec<Taken>)],
+    pending: &[Work],
+    policy: Policy,
+) -> Vec<(i64, Decision)> {
+    let (cluster, slots_of) = occupied(machine, running);
+    let mut layout = Layout { cluster, slots_of };
+    let order = in_order(pending);
     let mut engine = Engine::new(policy, EngineConfig::default());
     let mut rng = Rng::new(0);
     let mut out = Vec::with_capacity(order.len());

@@ -42,6 +42,8 @@ pub struct ServeConfig {
     pub ttl_sweep: Duration,
     /// A prices file merged over the shipped price catalogue (`--prices FILE`); `None` = the defaults.
     pub prices: Option<PathBuf>,
+    /// Where to write the per-GPU job mapping files dcgm-exporter reads (`--hpc-job-mapping-dir`).
+    pub hpc_job_mapping_dir: Option<PathBuf>,
 }
 
 /// Why the server could not start.
@@ -80,6 +82,9 @@ pub enum ServeError {
     /// The HTTP server failed.
     #[error("http server: {0}")]
     Http(std::io::Error),
+    /// The job mapping directory could not be created.
+    #[error("--hpc-job-mapping-dir: {0}")]
+    JobMap(#[from] crate::jobmap::JobMapError),
     /// The log directory could not be created.
     #[error("log directory {path}: {source}")]
     LogDir {
@@ -155,6 +160,15 @@ pub async fn serve(
     config: ServeConfig,
     ready: Option<tokio::sync::oneshot::Sender<SocketAddr>>,
 ) -> Result<(), ServeError> {
+    serve_with_alerts(config, crate::alerts::AlertConfig::default(), ready).await
+}
+
+/// [`serve`] with the alert loop's settings (health thresholds, retries).
+pub async fn serve_with_alerts(
+    config: ServeConfig,
+    alerts: crate::alerts::AlertConfig,
+    ready: Option<tokio::sync::oneshot::Sender<SocketAddr>>,
+) -> Result<(), ServeError> {
     if !config.auth && !config.listen.ip().is_loopback() {
         return Err(ServeError::NoAuthOffLoopback(config.listen));
     }
@@ -173,6 +187,10 @@ pub async fn serve(
         path: config.db.clone(),
         source,
     })?;
+    let jobmap = match &config.hpc_job_mapping_dir {
+        Some(dir) => Some(crate::jobmap::JobMap::create(dir)?),
+        None => None,
+    };
     let mut discovery = discover(&config.gpus)?;
     if !discovery.note().is_empty() {
         tracing::warn!("{}", discovery.note());
@@ -226,7 +244,12 @@ pub async fn serve(
         prices,
     });
     state.metrics.gpu_total.set(machine.slots.len() as i64);
+    // Budgets before the first cycle, so that a capped queue's work is not admitted after a restart.
+    if let Err(e) = crate::alerts::evaluate_budgets(&state, crate::runner::now_ms()).await {
+        tracing::warn!(error = %e, "budget check failed");
+    }
     tokio::spawn(runner.clone().run());
+    tokio::spawn(crate::alerts::run(state.clone(), alerts));
     // Telemetry: poll the GPUs every 2 s, feed health to the scheduler and values to metrics.
     let telemetry_state = state.clone();
     let started = std::time::Instant::now();
@@ -236,6 +259,7 @@ pub async fn serve(
                 &telemetry_state,
                 &mut discovery,
                 started.elapsed().as_secs_f64(),
+                jobmap.as_ref(),
             )
             .await;
             tokio::time::sleep(Duration::from_secs(2)).await;
@@ -259,7 +283,12 @@ pub async fn serve(
         .map_err(ServeError::Http)
 }
 
-async fn poll_once(state: &Arc<AppState>, discovery: &mut gantry_gpu::Discovery, t: f64) {
+async fn poll_once(
+    state: &Arc<AppState>,
+    discovery: &mut gantry_gpu::Discovery,
+    t: f64,
+    jobmap: Option<&crate::jobmap::JobMap>,
+) {
     let running = state.db.read(|s| s.running()).await.unwrap_or_default();
     let mut held: HashMap<u32, u32> = HashMap::new();
     for w in &running {
@@ -307,6 +336,14 @@ async fn poll_once(state: &Arc<AppState>, discovery: &mut gantry_gpu::Discovery,
         }
     }
     m.gpu_available.set(available);
+    // Per-workload GPU series, allocation, cost; and the job mapping files for dcgm-exporter.
+    let holdings = crate::metrics::holdings_of(&running);
+    m.observe_holdings(&holdings, &snapshots, &state.prices, t);
+    if let Some(map) = jobmap
+        && let Err(e) = map.write(&crate::jobmap::jobs_by_gpu(&holdings))
+    {
+        tracing::warn!("{e}");
+    }
     state.runner.set_health(&health);
     if let Ok(counts) = state.db.read(|s| s.counts_by_state_and_queue()).await {
         m.workloads.clear();
@@ -326,6 +363,7 @@ async fn poll_once(state: &Arc<AppState>, discovery: &mut gantry_gpu::Discovery,
     for c in cycles {
         m.scheduling_duration_seconds.observe(c);
     }
+    crate::costs::record_poll(state, &running, &snapshots).await;
     let mut view = state.gpus.lock().unwrap_or_else(|e| e.into_inner());
     view.snapshots = snapshots;
     view.ready = true;

@@ -7,6 +7,8 @@
 //!   `UPDATE` and `DELETE` on the table.
 //! - **Queues** ([`Queue`]), **settings** (the active strategy) and **tokens** ([`TokenInfo`], stored as
 //!   SHA-256 hashes of their secrets).
+//! - **GPU samples** ([`GpuSample`]): telemetry history, one row per GPU (and holder) per poll, kept
+//!   [`SAMPLE_RETENTION_MS`] (written in batches, not audited: they are measurements, not decisions).
 //!
 //! Every mutation takes the time `now` (milliseconds since the Unix epoch, [`UnixMillis`]) and the
 //! `actor` as inputs and writes its audit event in the same transaction. A mutation returns only after
@@ -18,13 +20,19 @@
 
 #![warn(missing_docs)]
 
+mod budgets;
 mod error;
 mod model;
 mod queues;
+mod samples;
 mod schema;
 mod store;
 mod tokens;
 
+pub use budgets::{
+    ALERTS_ACTOR, Alert, AlertWithDeliveries, Budget, DEFAULT_THRESHOLDS, Delivery, DueDelivery,
+    NewAlert, Webhook, WebhookFormat, budget_actions,
+};
 pub use error::{Error, Result};
 pub use model::{
     AssignedGpu, Assignment, Event, ListQuery, MAX_PAGE_LIMIT, MigSlice, NewWorkload, Order, Page,
@@ -32,6 +40,7 @@ pub use model::{
     WorkloadId, WorkloadState, actions,
 };
 pub use queues::{Queue, STRATEGY_KEY};
+pub use samples::{GpuSample, SAMPLE_RETENTION_MS, SampleBucket, SampleQuery};
 pub use schema::SCHEMA_VERSION;
 pub use store::{BUSY_TIMEOUT, Store, default_path, default_path_from};
 pub use tokens::{NewToken, Role, TOKEN_PREFIX, TokenInfo, random_secret};

@@ -61,6 +61,7 @@ fn start(dir: tempfile::TempDir, gpus: &str) -> anyhow::Result<Server> {
         memory_mib: Some(4 << 20),
         ttl_sweep: Duration::from_secs(30),
         prices: None,
+        hpc_job_mapping_dir: None,
     };
     let (tx, rx) = tokio::sync::oneshot::channel();
     rt.spawn(async move {

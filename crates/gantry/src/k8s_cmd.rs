@@ -21,6 +21,9 @@ pub enum K8sCommand {
     Scheduler(SchedulerArgs),
     /// Run the node agent: GPU discovery and telemetry into GPUNode status, node labels, DCGM metrics.
     Agent(AgentArgs),
+    /// What GPU time cost over a window, per queue, owner (namespace), workload or model, from the
+    /// GPUWorkloads' status and the prices ConfigMap (the table and JSON of `gantry costs`).
+    Costs(CostsArgs),
     /// Label (and taint) the nodes that have GPUs, from their allocatable `nvidia.com/gpu`.
     LabelNodes {
         /// Print what would change; change nothing.
@@ -61,6 +64,58 @@ pub struct ControllerArgs {
     /// Where `/healthz` and `/readyz` listen.
     #[arg(long, default_value = "0.0.0.0:8080")]
     metrics_addr: SocketAddr,
+    #[command(flatten)]
+    prices: PricesArgs,
+}
+
+/// Where the prices ConfigMap is.
+#[derive(Args, Debug)]
+pub struct PricesArgs {
+    /// ConfigMap holding the prices file (the format of `gantry serve --prices`), merged over the
+    /// shipped defaults; absent = the defaults.
+    #[arg(long, default_value = gantry_k8s::prices::DEFAULT_NAME)]
+    prices_configmap: String,
+    /// Namespace of the prices ConfigMap.
+    #[arg(long, env = "POD_NAMESPACE", default_value = "gantry-system")]
+    prices_namespace: String,
+    /// Key of the prices file in the ConfigMap.
+    #[arg(long, default_value = gantry_k8s::prices::DEFAULT_KEY)]
+    prices_key: String,
+}
+
+impl PricesArgs {
+    fn configmap(&self) -> gantry_k8s::prices::PricesConfigMap {
+        gantry_k8s::prices::PricesConfigMap {
+            namespace: self.prices_namespace.clone(),
+            name: self.prices_configmap.clone(),
+            key: self.prices_key.clone(),
+        }
+    }
+}
+
+/// Options of `gantry k8s costs`.
+#[derive(Args, Debug)]
+pub struct CostsArgs {
+    /// Group by `queue`, `owner` (namespace), `workload` or `model`.
+    #[arg(long = "by", default_value = "queue", value_parser = ["queue", "owner", "workload", "model"])]
+    by: String,
+    /// How far back from now: `1h`, `24h`, `7d`, `30d`, ...
+    #[arg(long, default_value = "7d")]
+    window: String,
+    /// GPU utilisation (%) under which allocated time counts as idle.
+    #[arg(long, default_value_t = 30.0)]
+    idle_threshold: f64,
+    /// Only the GPUWorkloads of this namespace (default: all).
+    #[arg(long)]
+    namespace: Option<String>,
+    /// A local prices file instead of the ConfigMap (merged over the shipped defaults).
+    #[arg(long)]
+    prices: Option<PathBuf>,
+    #[command(flatten)]
+    configmap: PricesArgs,
+    /// Print JSON (the shape of `GET /api/costs/analysis`).
+    #[arg(long)]
+    json: bool,
 }
 
 /// Options of `gantry k8s scheduler`.
@@ -161,6 +216,7 @@ pub fn run(cmd: K8sCommand) -> anyhow::Result<()> {
                         lease_name: a.lease_name,
                         lease_namespace: a.lease_namespace,
                         identity,
+                        prices: a.prices.configmap(),
                     },
                 )
                 .await?;
@@ -208,6 +264,7 @@ pub fn run(cmd: K8sCommand) -> anyhow::Result<()> {
                 Ok(())
             })
         }
+        K8sCommand::Costs(a) => costs(a),
         K8sCommand::LabelNodes { dry_run } => runtime()?.block_on(async move {
             let client = client().await?;
             for line in labels::label_nodes(client, dry_run).await? {
@@ -351,4 +408,230 @@ pub fn workloads_kube(namespace: Option<&str>, json: bool) -> anyhow::Result<()>
         }
         Ok(())
     })
+}
+
+/// `gantry k8s costs`: the cost report of the cluster's GPUWorkloads.
+fn costs(a: CostsArgs) -> anyhow::Result<()> {
+    use gantry_k8s::cost::{NodeGpuMap, cost_report};
+    use gantry_k8s::crd::{GPUNode, GPUWorkload};
+    use k8s_openapi::api::core::v1::Node;
+    use kube::api::{Api, ListParams};
+    let group_by: gantry_k8s::cost::CostGroupBy =
+        a.by.parse()
+            .map_err(|e: String| anyhow::anyhow!("--by: {e}"))?;
+    if !(0.0..=100.0).contains(&a.idle_threshold) {
+        anyhow::bail!("--idle-threshold: must be a percentage between 0 and 100");
+    }
+    match gantry_core::spec::Duration(a.window.clone()).seconds() {
+        Ok(0) => anyhow::bail!("--window: must be longer than zero (e.g. 7d)"),
+        Ok(_) => {}
+        Err(e) => anyhow::bail!("--window: {:?}: {e}", a.window),
+    }
+    let local = match &a.prices {
+        Some(path) => Some(gantry_k8s::cost::PriceCatalogue::load(path).context("--prices")?),
+        None => None,
+    };
+    let report = runtime()?.block_on(async move {
+        let client = client().await?;
+        let workloads: Api<GPUWorkload> = match &a.namespace {
+            Some(ns) => Api::namespaced(client.clone(), ns),
+            None => Api::all(client.clone()),
+        };
+        let workloads = workloads
+            .list(&ListParams::default())
+            .await
+            .context("listing GPUWorkloads")?
+            .items;
+        let gpu_nodes = Api::<GPUNode>::all(client.clone())
+            .list(&ListParams::default())
+            .await
+            .context("listing GPUNodes (GPU models)")?
+            .items;
+        let nodes = Api::<Node>::all(client.clone())
+            .list(&ListParams::default().labels(gantry_k8s::keys::NODE_GPU_MODEL))
+            .await
+            .context("listing Nodes (GPU model labels)")?
+            .items;
+        let catalogue = match local {
+            Some(c) => c,
+            None => {
+                let source = a.configmap.configmap();
+                let cm = source.fetch(client.clone()).await.with_context(|| {
+                    format!(
+                        "reading ConfigMap {}/{} (or pass --prices FILE)",
+                        source.namespace, source.name
+                    )
+                })?;
+                let mut book = gantry_k8s::prices::PriceBook::default();
+                if let gantry_k8s::prices::PriceUpdate::Invalid(problem) =
+                    book.apply(cm.as_ref(), &source.key)
+                {
+                    anyhow::bail!(
+                        "the prices in ConfigMap {}/{} are invalid: {problem}",
+                        source.namespace,
+                        source.name
+                    );
+                }
+                book.catalogue
+            }
+        };
+        let gpus = NodeGpuMap::from_objects(&gpu_nodes, &nodes);
+        let now = k8s_openapi::jiff::Timestamp::now();
+        Ok::<_, anyhow::Error>(cost_report(
+            &workloads,
+            &gpus,
+            &catalogue,
+            &a.window,
+            group_by,
+            a.idle_threshold,
+            now,
+        )?)
+    })?;
+    let v = serde_json::to_value(&report)?;
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&v)?);
+    } else {
+        print!("{}", costs_table(&v));
+    }
+    Ok(())
+}
+
+/// The cost report as a table, with the columns of `gantry costs`: one row per group, then the total.
+fn costs_table(v: &serde_json::Value) -> String {
+    use serde_json::Value;
+    let currency = v["currency"].as_str().unwrap_or("");
+    let text = |x: &Value| x.as_str().unwrap_or("-").to_string();
+    let mut out = format!(
+        "Cost over the last {} (idle = GPU utilisation under {}%), in {currency}\n\n",
+        v["window"].as_str().unwrap_or("?"),
+        v["idle_threshold"].as_f64().unwrap_or(0.0)
+    );
+    out.push_str(&format!(
+        "{:<24} {:>12} {:>12} {:>10}\n",
+        v["group_by"].as_str().unwrap_or("group").to_uppercase(),
+        "COST",
+        "IDLE",
+        "GPU-HOURS"
+    ));
+    for g in v["groups"].as_array().into_iter().flatten() {
+        let unpriced = g["unpriced_gpu_hours"].as_f64().unwrap_or(0.0);
+        let note = if unpriced > 0.0 {
+            format!("  ({unpriced:.2} GPU-h unpriced)")
+        } else {
+            String::new()
+        };
+        out.push_str(&format!(
+            "{:<24} {:>12} {:>12} {:>10.2}{note}\n",
+            text(&g["key"]),
+            text(&g["cost"]),
+            text(&g["idle_cost"]),
+            g["gpu_hours"].as_f64().unwrap_or(0.0)
+        ));
+    }
+    out.push_str(&format!(
+        "{:<24} {:>12} {:>12} {:>10.2}\n",
+        "TOTAL",
+        text(&v["total"]),
+        text(&v["idle_total"]),
+        v["gpu_hours"].as_f64().unwrap_or(0.0)
+    ));
+    let unknown: Vec<&str> = v["unknown_models"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .collect();
+    if !unknown.is_empty() {
+        out.push_str(&format!(
+            "\nNo price for: {} (not in the total; add them to the prices ConfigMap, `gantry-prices`)\n",
+            unknown.join(", ")
+        ));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use gantry_k8s::cost::{NodeGpuMap, cost_report};
+    use gantry_k8s::crd::{
+        GPUWorkload, GPUWorkloadSpec, GPUWorkloadStatus, ReplicaStatus, WorkloadPhase,
+    };
+
+    fn finished(name: &str, queue: &str, node: &str, gpus: &str) -> GPUWorkload {
+        let spec: GPUWorkloadSpec = serde_saphyr::from_str(&format!(
+            "queue: {queue}\nresources: {{gpu: {{count: 1}}}}\ntemplate: {{spec: {{containers: [{{name: m, image: x}}]}}}}\n"
+        ))
+        .expect("spec");
+        let mut w = GPUWorkload::new(name, spec);
+        w.metadata.namespace = Some("ml".into());
+        w.status = Some(GPUWorkloadStatus {
+            phase: Some(WorkloadPhase::Succeeded),
+            start_time: Some("2026-11-25T10:00:00Z".into()),
+            completion_time: Some("2026-11-25T11:30:00Z".into()),
+            replicas: vec![ReplicaStatus {
+                node: Some(node.into()),
+                gpus: Some(gpus.into()),
+                ..ReplicaStatus::default()
+            }],
+            ..GPUWorkloadStatus::default()
+        });
+        w
+    }
+
+    /// The same table as `gantry costs`, from the cluster's workloads: 2 H100s for 90 min at 2.00 =
+    /// 6.00; a GPU of an unknown model is listed, not priced at zero.
+    #[test]
+    fn kube_costs_table_has_the_columns_of_gantry_costs() {
+        let mut labels = k8s_openapi::api::core::v1::Node::default();
+        labels.metadata.name = Some("h100".into());
+        labels.metadata.labels = Some(
+            [(
+                gantry_k8s::keys::NODE_GPU_MODEL.to_string(),
+                "H100-80GB".to_string(),
+            )]
+            .into(),
+        );
+        let gpus = NodeGpuMap::from_objects(&[], &[labels]);
+        let catalogue = gantry_k8s::cost::PriceCatalogue::with_overrides(
+            "prices:\n  - {model: H100-80GB, pool: on-demand, per_gpu_hour: 2.00, source: t, date: 2026-11-01}\n",
+        )
+        .expect("prices");
+        let workloads = [
+            finished("train", "research", "h100", "0,1"),
+            finished("odd", "lab", "elsewhere", "0"),
+        ];
+        let report = cost_report(
+            &workloads,
+            &gpus,
+            &catalogue,
+            "7d",
+            gantry_k8s::cost::CostGroupBy::Queue,
+            30.0,
+            "2026-11-25T12:00:00Z".parse().expect("time"),
+        )
+        .expect("report");
+        let t = costs_table(&serde_json::to_value(&report).expect("json"));
+        assert!(
+            t.starts_with("Cost over the last 7d (idle = GPU utilisation under 30%), in USD\n"),
+            "{t}"
+        );
+        assert!(t.contains("QUEUE"), "{t}");
+        assert!(
+            t.lines()
+                .any(|l| l.starts_with("research") && l.contains("6.00") && l.contains("3.00")),
+            "{t}"
+        );
+        assert!(
+            t.lines()
+                .any(|l| l.starts_with("lab") && l.contains("unpriced")),
+            "{t}"
+        );
+        assert!(
+            t.lines()
+                .any(|l| l.starts_with("TOTAL") && l.contains("6.00")),
+            "{t}"
+        );
+        assert!(t.contains("No price for: unknown"), "{t}");
+    }
 }

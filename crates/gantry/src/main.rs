@@ -3,8 +3,10 @@
 mod bench;
 mod bench_serve;
 mod bound;
+mod budget_cmd;
 mod client;
 mod costs_cmd;
+mod explain_cmd;
 mod k8s_cmd;
 mod reproduce;
 mod scenario;
@@ -52,6 +54,8 @@ enum Command {
     Submit(client::SubmitArgs),
     /// Show one workload: state, placement, events.
     Status(client::IdArgs),
+    /// Why a workload waits and when it will start, or where it runs and why there.
+    Explain(explain_cmd::ExplainArgs),
     /// List workloads (filters: --state, --queue, --owner).
     Workloads(client::ListArgs),
     /// Print a workload's log (`-f` to follow).
@@ -62,6 +66,14 @@ enum Command {
     Strategy(client::StrategyArgs),
     /// What GPU time cost over a window, per queue, owner, workload or model, and its idle part.
     Costs(costs_cmd::CostsArgs),
+    /// Monthly budgets per queue: `set`, `list`, `delete`.
+    #[command(subcommand)]
+    Budget(budget_cmd::BudgetCommand),
+    /// Webhooks alerts are posted to (Slack, Teams, JSON): `add`, `list`, `remove`.
+    #[command(subcommand)]
+    Webhook(budget_cmd::WebhookCommand),
+    /// Recent alerts (budget crossings, GPU health) and their delivery state.
+    Alerts(budget_cmd::AlertsArgs),
     /// Show this machine's GPUs: telemetry, health, who holds them.
     Nodes(client::ShowArgs),
     /// Check that the server is live and ready.
@@ -96,11 +108,15 @@ fn main() -> anyhow::Result<()> {
         Command::Token(cmd) => server_cmd::token(cmd),
         Command::Submit(args) => client::submit(args),
         Command::Status(args) => client::status(args),
+        Command::Explain(args) => explain_cmd::run(args),
         Command::Workloads(args) => client::workloads(args),
         Command::Logs(args) => client::logs(args),
         Command::Cancel(args) => client::cancel(args),
         Command::Strategy(args) => client::strategy(args),
         Command::Costs(args) => costs_cmd::run(args),
+        Command::Budget(cmd) => budget_cmd::budget(cmd),
+        Command::Webhook(cmd) => budget_cmd::webhook(cmd),
+        Command::Alerts(args) => budget_cmd::alerts(args),
         Command::Nodes(args) => client::nodes(args),
         Command::Health(args) => client::health(args),
         Command::Template(args) => template_cmd::run(args),

@@ -46,6 +46,42 @@ pub struct ServeArgs {
     /// A prices file (YAML, see docs/cost.md) merged over the shipped GPU price catalogue.
     #[arg(long, value_name = "FILE")]
     prices: Option<PathBuf>,
+    /// Write dcgm-exporter's per-GPU job mapping files here (its `--hpc-job-mapping-dir`): one file
+    /// per GPU index listing the workload ids on it, so DCGM's series get an `hpc_job` label.
+    #[arg(long, value_name = "DIR")]
+    hpc_job_mapping_dir: Option<PathBuf>,
+    /// Alert when a GPU is at or above this temperature (C).
+    #[arg(long, default_value_t = 85, value_name = "C")]
+    alert_temperature: i32,
+    /// Alert when an allocated GPU stays under this utilisation (%) for `--alert-idle-hours`.
+    #[arg(long, default_value_t = 5.0, value_name = "PERCENT")]
+    alert_idle_utilization: f64,
+    /// How long an allocated GPU must stay idle before it alerts (hours).
+    #[arg(long, default_value_t = 4.0, value_name = "HOURS")]
+    alert_idle_hours: f64,
+    /// Tries per webhook delivery before giving up (retried with exponential backoff).
+    #[arg(long, default_value_t = 12)]
+    alert_attempts: u32,
+}
+
+/// The alert loop's settings from the `--alert-*` flags.
+fn alert_config(args: &ServeArgs) -> anyhow::Result<gantry_server::alerts::AlertConfig> {
+    if !(0.0..=100.0).contains(&args.alert_idle_utilization) {
+        bail!("--alert-idle-utilization: must be a percentage between 0 and 100");
+    }
+    if !(args.alert_idle_hours.is_finite() && args.alert_idle_hours >= 0.0) {
+        bail!("--alert-idle-hours: must be a number of hours of at least 0");
+    }
+    if args.alert_attempts == 0 {
+        bail!("--alert-attempts: must be at least 1");
+    }
+    Ok(gantry_server::alerts::AlertConfig {
+        temperature_c: args.alert_temperature,
+        idle_below_pct: args.alert_idle_utilization,
+        idle_for: Duration::from_secs_f64(args.alert_idle_hours * 3600.0),
+        max_attempts: args.alert_attempts,
+        ..Default::default()
+    })
 }
 
 fn db_path(db: Option<PathBuf>) -> anyhow::Result<PathBuf> {
@@ -112,6 +148,7 @@ fn config(args: ServeArgs) -> anyhow::Result<ServeConfig> {
         memory_mib: args.memory_gib.map(|g| g * 1024),
         ttl_sweep: Duration::from_secs(args.ttl_sweep_secs.max(1)),
         prices: args.prices,
+        hpc_job_mapping_dir: args.hpc_job_mapping_dir,
     })
 }
 
@@ -128,11 +165,14 @@ pub fn init_tracing() {
 /// Runs `gantry serve`.
 pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     init_tracing();
+    let alerts = alert_config(&args)?;
     let config = config(args)?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    rt.block_on(serve(config, None))?;
+    rt.block_on(gantry_server::serve::serve_with_alerts(
+        config, alerts, None,
+    ))?;
     Ok(())
 }
 
@@ -223,6 +263,11 @@ pub fn demo(args: DemoArgs) -> anyhow::Result<()> {
         memory_gib: Some(512),
         ttl_sweep_secs: 30,
         prices: None,
+        hpc_job_mapping_dir: None,
+        alert_temperature: 85,
+        alert_idle_utilization: 5.0,
+        alert_idle_hours: 4.0,
+        alert_attempts: 12,
     })?;
     if !config.listen.ip().is_loopback() {
         bail!("--listen: the demo runs without tokens, so it only listens on loopback");

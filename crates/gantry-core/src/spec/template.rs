@@ -235,7 +235,7 @@ pub fn template(kind: Option<WorkloadKind>, description: Option<&str>) -> Templa
     match share {
         Some((milli, gib)) => {
             gpu.share = Some(milli);
-            gpu.memory = Some(MemoryQuantity::from_mib(gib * 1024));
+            gpu.memory = Some(MemoryQuantity::from_mib(gib.saturating_mul(1024)));
         }
         None if gpus > 0 => gpu.count = Some(i64::from(gpus)),
         None => {}
@@ -248,9 +248,9 @@ pub fn template(kind: Option<WorkloadKind>, description: Option<&str>) -> Templa
     let cpu_cores = if training { 8 } else { 4 } * gpu_units;
     let host_gib = need_gib.map_or(16, |n| ((n * 2.0).ceil() as u64).max(16));
     let resources = Resources {
-        cpu: Some(MilliQuantity::from_milli(cpu_cores * 1000)),
-        memory: Some(MemoryQuantity::from_mib(host_gib * 1024)),
-        shm: training.then(|| MemoryQuantity::from_mib(8 * 1024 * gpu_units)),
+        cpu: Some(MilliQuantity::from_milli(cpu_cores.saturating_mul(1000))),
+        memory: Some(MemoryQuantity::from_mib(host_gib.saturating_mul(1024))),
+        shm: training.then(|| MemoryQuantity::from_mib((8 * 1024u64).saturating_mul(gpu_units))),
         gpu: (gpu != GpuRequest::default()).then_some(gpu),
     };
     reasons.push(format!(
@@ -332,6 +332,19 @@ mod tests {
             (gpu.count, gpu.models),
             (Some(32), vec!["A100-40GB".to_string()])
         );
+    }
+
+    #[test]
+    fn absurd_sizes_saturate_instead_of_overflowing() {
+        // 1e15 B parameters: the memory arithmetic saturates (no panic); validation then refuses it.
+        for d in [
+            "train 1e15b model",
+            "train a 99999999999999999999b model on 4000000000 GPUs",
+        ] {
+            let t = template(None, Some(d));
+            let mib = t.spec.resources.memory.as_ref().unwrap().mib().unwrap();
+            assert!(mib >= 16 * 1024, "{d}: {mib}");
+        }
     }
 
     #[test]
