@@ -67,7 +67,7 @@ pub fn run(a: CostsArgs) -> anyhow::Result<()> {
         println!("{}", serde_json::to_string_pretty(&v)?);
         return Ok(());
     }
-    print!("{}", table(&v));
+    print!("{}", table(&v, SERVE_PRICES));
     Ok(())
 }
 
@@ -160,8 +160,11 @@ fn findings_text(v: &Value) -> String {
     out
 }
 
-/// The analysis as a table: one row per group, then the total.
-fn table(v: &Value) -> String {
+/// Where the standalone server's prices are set.
+const SERVE_PRICES: &str = "with `gantry serve --prices FILE`";
+
+/// The analysis as a table: one row per group, then the total; `add_prices` says where prices go.
+pub(crate) fn table(v: &Value, add_prices: &str) -> String {
     let currency = v["currency"].as_str().unwrap_or("");
     let text = |x: &Value| x.as_str().unwrap_or("-").to_string();
     let mut out = format!(
@@ -206,7 +209,7 @@ fn table(v: &Value) -> String {
         .collect();
     if !unknown.is_empty() {
         out.push_str(&format!(
-            "\nNo price for: {} (not in the total; add them with `gantry serve --prices FILE`)\n",
+            "\nNo price for: {} (not in the total; add them {add_prices})\n",
             unknown.join(", ")
         ));
     }
@@ -254,7 +257,7 @@ mod tests {
             ],
             "unknown_models": ["B999-1TB"], "unpriced": []
         });
-        let t = table(&v);
+        let t = table(&v, SERVE_PRICES);
         assert!(
             t.starts_with("Cost over the last 7d (idle = GPU utilisation under 30%), in USD\n"),
             "{t}"

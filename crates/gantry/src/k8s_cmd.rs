@@ -491,64 +491,13 @@ fn costs(a: CostsArgs) -> anyhow::Result<()> {
     if a.json {
         println!("{}", serde_json::to_string_pretty(&v)?);
     } else {
-        print!("{}", costs_table(&v));
+        print!("{}", crate::costs_cmd::table(&v, KUBE_PRICES));
     }
     Ok(())
 }
 
-/// The cost report as a table, with the columns of `gantry costs`: one row per group, then the total.
-fn costs_table(v: &serde_json::Value) -> String {
-    use serde_json::Value;
-    let currency = v["currency"].as_str().unwrap_or("");
-    let text = |x: &Value| x.as_str().unwrap_or("-").to_string();
-    let mut out = format!(
-        "Cost over the last {} (idle = GPU utilisation under {}%), in {currency}\n\n",
-        v["window"].as_str().unwrap_or("?"),
-        v["idle_threshold"].as_f64().unwrap_or(0.0)
-    );
-    out.push_str(&format!(
-        "{:<24} {:>12} {:>12} {:>10}\n",
-        v["group_by"].as_str().unwrap_or("group").to_uppercase(),
-        "COST",
-        "IDLE",
-        "GPU-HOURS"
-    ));
-    for g in v["groups"].as_array().into_iter().flatten() {
-        let unpriced = g["unpriced_gpu_hours"].as_f64().unwrap_or(0.0);
-        let note = if unpriced > 0.0 {
-            format!("  ({unpriced:.2} GPU-h unpriced)")
-        } else {
-            String::new()
-        };
-        out.push_str(&format!(
-            "{:<24} {:>12} {:>12} {:>10.2}{note}\n",
-            text(&g["key"]),
-            text(&g["cost"]),
-            text(&g["idle_cost"]),
-            g["gpu_hours"].as_f64().unwrap_or(0.0)
-        ));
-    }
-    out.push_str(&format!(
-        "{:<24} {:>12} {:>12} {:>10.2}\n",
-        "TOTAL",
-        text(&v["total"]),
-        text(&v["idle_total"]),
-        v["gpu_hours"].as_f64().unwrap_or(0.0)
-    ));
-    let unknown: Vec<&str> = v["unknown_models"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(Value::as_str)
-        .collect();
-    if !unknown.is_empty() {
-        out.push_str(&format!(
-            "\nNo price for: {} (not in the total; add them to the prices ConfigMap, `gantry-prices`)\n",
-            unknown.join(", ")
-        ));
-    }
-    out
-}
+/// Where prices are set in Kubernetes.
+const KUBE_PRICES: &str = "to the prices ConfigMap, `gantry-prices`";
 
 #[cfg(test)]
 mod tests {
@@ -611,7 +560,7 @@ mod tests {
             "2026-11-25T12:00:00Z".parse().expect("time"),
         )
         .expect("report");
-        let t = costs_table(&serde_json::to_value(&report).expect("json"));
+        let t = crate::costs_cmd::table(&serde_json::to_value(&report).expect("json"), KUBE_PRICES);
         assert!(
             t.starts_with("Cost over the last 7d (idle = GPU utilisation under 30%), in USD\n"),
             "{t}"
