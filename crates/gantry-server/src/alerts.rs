@@ -29,8 +29,12 @@ use std::time::Duration;
 /// Settings of the alert loop.
 #[derive(Clone, Debug, PartialEq)]
 pub struct AlertConfig {
-    /// How often budgets and health are checked and due deliveries sent.
+    /// How often health is checked and due deliveries sent.
     pub interval: Duration,
+    /// How often each queue's month-to-date spend is recomputed against its budget (it reads the
+    /// month's accounting: every workload that ran, its audit log and the telemetry samples); a budget
+    /// change re-checks at once.
+    pub budget_interval: Duration,
     /// GPU temperature (C) at or above which a GPU is hot.
     pub temperature_c: i32,
     /// Utilisation (percent) under which an allocated GPU counts as idle.
@@ -51,6 +55,7 @@ impl Default for AlertConfig {
     fn default() -> Self {
         AlertConfig {
             interval: Duration::from_secs(2),
+            budget_interval: Duration::from_secs(30),
             temperature_c: 85,
             idle_below_pct: 5.0,
             idle_for: Duration::from_secs(4 * 3600),
@@ -711,10 +716,15 @@ pub async fn run(state: Arc<AppState>, cfg: AlertConfig) {
         idle_for_ms: cfg.idle_for.as_millis() as i64,
     };
     let mut idle_since = HashMap::new();
+    let budget_every = cfg.budget_interval.as_millis() as i64;
+    let mut last_budget_check: Option<UnixMillis> = None;
     loop {
         let now = now_ms();
-        if let Err(e) = evaluate_budgets(&state, now).await {
-            tracing::warn!(error = %e, "budget check failed");
+        if last_budget_check.is_none_or(|t| now - t >= budget_every) {
+            last_budget_check = Some(now);
+            if let Err(e) = evaluate_budgets(&state, now).await {
+                tracing::warn!(error = %e, "budget check failed");
+            }
         }
         if let Err(e) = evaluate_health(&state, &rules, &mut idle_since, now).await {
             tracing::warn!(error = %e, "GPU health alert check failed");

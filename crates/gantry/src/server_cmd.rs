@@ -62,6 +62,10 @@ pub struct ServeArgs {
     /// Tries per webhook delivery before giving up (retried with exponential backoff).
     #[arg(long, default_value_t = 12)]
     alert_attempts: u32,
+    /// How often each queue's spend this month is checked against its budget (seconds); the hard cap
+    /// and budget alerts follow a crossing within this time.
+    #[arg(long, default_value_t = 30, value_name = "SECONDS")]
+    budget_check_interval: u64,
 }
 
 /// The alert loop's settings from the `--alert-*` flags.
@@ -72,6 +76,9 @@ fn alert_config(args: &ServeArgs) -> anyhow::Result<gantry_server::alerts::Alert
     if !(args.alert_idle_hours.is_finite() && args.alert_idle_hours >= 0.0) {
         bail!("--alert-idle-hours: must be a number of hours of at least 0");
     }
+    if args.budget_check_interval == 0 {
+        bail!("--budget-check-interval: must be at least 1 second");
+    }
     if args.alert_attempts == 0 {
         bail!("--alert-attempts: must be at least 1");
     }
@@ -80,6 +87,7 @@ fn alert_config(args: &ServeArgs) -> anyhow::Result<gantry_server::alerts::Alert
         idle_below_pct: args.alert_idle_utilization,
         idle_for: Duration::from_secs_f64(args.alert_idle_hours * 3600.0),
         max_attempts: args.alert_attempts,
+        budget_interval: Duration::from_secs(args.budget_check_interval),
         ..Default::default()
     })
 }
@@ -268,6 +276,7 @@ pub fn demo(args: DemoArgs) -> anyhow::Result<()> {
         alert_idle_utilization: 5.0,
         alert_idle_hours: 4.0,
         alert_attempts: 12,
+        budget_check_interval: 30,
     })?;
     if !config.listen.ip().is_loopback() {
         bail!("--listen: the demo runs without tokens, so it only listens on loopback");

@@ -36,6 +36,8 @@ fn server(auth: bool) -> (tempfile::TempDir, Server) {
         extra: vec![
             "--grace".into(),
             "1".into(),
+            "--budget-check-interval".into(),
+            "1".into(),
             "--prices".into(),
             path.display().to_string(),
         ],
