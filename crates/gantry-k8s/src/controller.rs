@@ -869,14 +869,21 @@ pub fn admit(
     let cap = queue_cap(queue);
     let fits = |d: u64| cap.is_none_or(|c| used + d <= c);
     let show = |m: u64| format!("{}", m as f64 / 1000.0);
+    let position = || {
+        let (at, of) = admission_position(wl, all, &priority);
+        format!(
+            "position {at} of {of} waiting for admission in queue {qname} (order: priority, then age)"
+        )
+    };
     if !fits(demand) {
         return Decision::Wait {
             reason: "QuotaExceeded",
             message: format!(
-                "needs {} GPU(s); queue {qname} uses {} of {}",
+                "needs {} GPU(s); queue {qname} uses {} of {} (its guaranteed quota plus borrowing limit); {}",
                 show(demand),
                 show(used),
-                cap.map_or("unlimited".into(), show)
+                cap.map_or("unlimited".into(), show),
+                position()
             ),
         };
     }
@@ -890,7 +897,11 @@ pub fn admit(
     {
         return Decision::Wait {
             reason: "HigherPriorityPending",
-            message: format!("{} has a higher priority and goes first", first.name_any()),
+            message: format!(
+                "{} has a higher priority and goes first; {}",
+                first.name_any(),
+                position()
+            ),
         };
     }
     Decision::Admit(format!(
@@ -899,6 +910,38 @@ pub fn admit(
         show(demand),
         cap.map_or("unlimited".into(), show)
     ))
+}
+
+/// Where `wl` stands among the workloads of its queue waiting for admission (itself included), in
+/// admission order: priority, then age, then namespace and name. `(position, how many wait)`.
+pub fn admission_position(
+    wl: &GPUWorkload,
+    all: &[GPUWorkload],
+    priority: impl Fn(&GPUWorkloadSpec) -> i64,
+) -> (usize, usize) {
+    let key = |w: &GPUWorkload| {
+        (
+            std::cmp::Reverse(priority(&w.spec)),
+            w.metadata
+                .creation_timestamp
+                .as_ref()
+                .map_or(0, |t| t.0.as_second()),
+            w.namespace().unwrap_or_default(),
+            w.name_any(),
+        )
+    };
+    let mine = key(wl);
+    let others: Vec<_> = all
+        .iter()
+        .filter(|w| {
+            w.spec.queue_name() == wl.spec.queue_name()
+                && (w.namespace(), w.name_any()) != (wl.namespace(), wl.name_any())
+                && is_pending(w)
+        })
+        .map(key)
+        .collect();
+    let ahead = others.iter().filter(|k| **k < mine).count();
+    (ahead + 1, others.len() + 1)
 }
 
 /// Reads the queue and every workload, then applies [`admit`].
@@ -1058,6 +1101,43 @@ mod tests {
             admit(&high, Some(&q), &all, prio),
             Decision::Admit(_)
         ));
+    }
+
+    #[test]
+    fn a_held_workload_says_which_quota_and_its_place_in_the_queue() {
+        let q = queue("guaranteed: {gpus: 4}");
+        let full = admitted(wl("full", "queue: q\nresources: {gpu: {count: 4}}"));
+        let created = |mut w: GPUWorkload, secs: i64| {
+            w.metadata.creation_timestamp =
+                Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+                    Timestamp::from_second(secs).expect("time"),
+                ));
+            w
+        };
+        let old = created(wl("old", "queue: q\nresources: {gpu: {count: 2}}"), 100);
+        let new = created(wl("new", "queue: q\nresources: {gpu: {count: 2}}"), 200);
+        let urgent = created(
+            wl(
+                "urgent",
+                "queue: q\npriorityClass: high\nresources: {gpu: {count: 2}}",
+            ),
+            300,
+        );
+        let elsewhere = wl("elsewhere", "queue: other\nresources: {gpu: {count: 2}}");
+        let all = [full, old.clone(), new.clone(), urgent.clone(), elsewhere];
+        // Order: urgent (priority), then old, then new (age); other queues do not count.
+        assert_eq!(admission_position(&urgent, &all, prio), (1, 3));
+        assert_eq!(admission_position(&old, &all, prio), (2, 3));
+        assert_eq!(admission_position(&new, &all, prio), (3, 3));
+        let Decision::Wait { reason, message } = admit(&new, Some(&q), &all, prio) else {
+            panic!("admitted over quota");
+        };
+        assert_eq!(reason, "QuotaExceeded");
+        assert_eq!(
+            message,
+            "needs 2 GPU(s); queue q uses 4 of 4 (its guaranteed quota plus borrowing limit); \
+             position 3 of 3 waiting for admission in queue q (order: priority, then age)"
+        );
     }
 
     #[test]

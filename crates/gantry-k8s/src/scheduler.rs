@@ -24,9 +24,15 @@
 //! - **Preemption** deletes the victims (whole gangs, all of strictly lower priority) with an Event on
 //!   each naming the preemptor; the preemptor stays pending until they are gone, then is placed first.
 //! - An **Event** (`FailedScheduling`) explains each unschedulable Pod, once per change of explanation.
+//!   The Pod's `PodScheduled=False` condition adds where it stands ([`outlook`]): its position among the
+//!   pending Pods in the scheduler's order, in its queue and overall, and an estimated start from a
+//!   forward simulation (running Pods end by `activeDeadlineSeconds`: "at the latest"; else "unknown"
+//!   with the reason). The condition is rewritten whenever that changes; the time is an input of
+//!   [`Model::schedule`].
 
 mod bench;
 mod model;
+pub mod outlook;
 mod quantity;
 
 pub use bench::{
@@ -294,6 +300,15 @@ async fn event(
     }
 }
 
+/// The text of an unschedulable Pod's condition: why, then where it stands (position, estimated start).
+pub fn condition_message(message: &str, outlook: &str) -> String {
+    if outlook.is_empty() {
+        message.to_string()
+    } else {
+        format!("{message}. {outlook}")
+    }
+}
+
 /// Writes the Pod's `PodScheduled=False` condition, reason `Unschedulable`, with the explanation
 /// (as kube-scheduler does); the controller mirrors it into the `GPUWorkload`'s `Scheduled` condition.
 async fn mark_unschedulable(client: Client, pod: PodRef, message: String) -> bool {
@@ -356,17 +371,25 @@ impl Binder {
                     gangs.push(gang);
                     binds.extend(pods.into_iter().map(|p| (g, p)));
                 }
-                Decision::Unschedulable { pods, message } => {
+                Decision::Unschedulable {
+                    pods,
+                    message,
+                    outlook,
+                    event,
+                } => {
+                    let condition = condition_message(&message, &outlook);
                     for p in pods {
                         self.seen_pending(&p.key());
-                        self.metrics.failed.inc();
-                        unschedulable.push((p.clone(), message.clone()));
-                        events.push((
-                            p,
-                            "Warning".into(),
-                            "FailedScheduling".into(),
-                            message.clone(),
-                        ));
+                        unschedulable.push((p.clone(), condition.clone()));
+                        if event {
+                            self.metrics.failed.inc();
+                            events.push((
+                                p,
+                                "Warning".into(),
+                                "FailedScheduling".into(),
+                                message.clone(),
+                            ));
+                        }
                     }
                 }
                 Decision::Preempt {
@@ -659,7 +682,7 @@ pub async fn run(client: Client, opts: SchedulerOptions) -> Result<(), Error> {
             continue;
         }
         binder.begin_cycle();
-        let decisions = model.schedule();
+        let decisions = model.schedule(k8s_openapi::jiff::Timestamp::now().as_second());
         if decisions.is_empty() {
             continue;
         }

@@ -683,8 +683,14 @@ async fn the_schedulers_explanation_reaches_the_scheduled_condition() {
         reason(&state).and_then(|r| r.0).as_deref(),
         Some("WaitingForScheduler")
     );
-    // The scheduler marks the Pod unschedulable with its per-filter explanation.
-    let why = "0/7 nodes can take it: 5 node(s): GPU model not allowed; 2 node(s): needs 2 GPU(s) with 1000m free, 1 have it";
+    // The scheduler marks the Pod unschedulable with its per-filter explanation, its position and
+    // its estimated start (the text the scheduler's tests check it writes).
+    let why = gantry_k8s::scheduler::condition_message(
+        "0/7 nodes can take it: 5 node(s): GPU model not allowed; 2 node(s): needs 2 GPU(s) with 1000m free, 1 have it",
+        "Position 1 of 2 in queue default, 3 of 4 overall (order: priority, then age); \
+         estimated start at the latest 2026-11-26T00:50:00Z (exact: it waits for ml/a to end, each \
+         stopped at its activeDeadlineSeconds; later only if higher-priority pods arrive).",
+    );
     set_pod(
         &state,
         "big-0",
@@ -697,6 +703,12 @@ async fn the_schedulers_explanation_reaches_the_scheduled_condition() {
     assert_eq!(
         m.as_deref(),
         Some(format!("0 of 1 replica(s) bound; {why}").as_str())
+    );
+    let m = m.unwrap_or_default();
+    assert!(
+        m.contains("Position 1 of 2 in queue default")
+            && m.contains("estimated start at the latest 2026-11-26T00:50:00Z"),
+        "{m}"
     );
 }
 
@@ -726,7 +738,8 @@ async fn quota_exhaustion_keeps_the_workload_pending() {
         admitted
             .message
             .as_deref()
-            .is_some_and(|m| m.contains("uses 8 of 8")),
+            .is_some_and(|m| m.contains("uses 8 of 8")
+                && m.contains("position 1 of 1 waiting for admission in queue research")),
         "{admitted:?}"
     );
     assert!(!writes(&state).iter().any(|w| w.starts_with("POST")));

@@ -24,6 +24,9 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::convert::Infallible;
 use std::sync::{Arc, Mutex};
 
+/// The time of every scheduling pass in these tests: 2026-11-26T00:00:00Z.
+const NOW: i64 = 1_795_651_200;
+
 #[derive(Default)]
 struct FakeApi {
     nodes: Vec<Node>,
@@ -215,7 +218,7 @@ impl Harness {
     async fn settle(&mut self) -> Vec<Decision> {
         let mut all = Vec::new();
         for _ in 0..50 {
-            let decisions = self.model.schedule();
+            let decisions = self.model.schedule(NOW);
             if decisions.is_empty() {
                 break;
             }
@@ -420,7 +423,7 @@ async fn binding_request_shape() {
     let mut model = Model::new(Policy::Gantry, None);
     model.apply_node(&gpu_node("node-a", "H100-80GB", 8, 96, 1024));
     model.apply_pod(&pending_pod("ml", "train-0", 4000, 8192, 2, None));
-    let decisions = model.schedule();
+    let decisions = model.schedule(NOW);
     let server = tokio::spawn(async move {
         let (req, send) = handle.next_request().await.expect("a request");
         assert_eq!(req.method(), http::Method::POST);
@@ -453,7 +456,7 @@ async fn conflict_on_binding_drops_the_pod_and_rolls_back() {
     let nodes = [gpu_node("node-a", "H100-80GB", 1, 16, 64)];
     let mut h = Harness::new(&nodes, vec![pending_pod("ml", "a", 1000, 1024, 1, None)]);
     h.api.lock().expect("state").conflict.insert("ml/a".into());
-    let decisions = h.model.schedule();
+    let decisions = h.model.schedule(NOW);
     assert_eq!(decisions.len(), 1);
     let r = h.binder.execute(&mut h.model, decisions).await;
     assert_eq!((r.bound, r.bind_failed), (0, 1));
@@ -503,10 +506,18 @@ async fn unschedulable_pod_gets_one_event_with_the_explanation() {
         (c.status.as_str(), c.reason.as_deref()),
         ("False", Some("Unschedulable"))
     );
-    assert_eq!(c.message.as_deref(), Some(m.as_str()));
+    // The condition adds where it stands: nothing ahead, and no node can ever take it.
+    let text = c.message.clone().unwrap_or_default();
+    assert_eq!(
+        text,
+        format!(
+            "{m}. Position 1 of 1 in queue default, 1 of 1 overall (order: priority, then age); \
+             estimated start unknown (it does not fit even after every pod with a time limit has ended)."
+        )
+    );
     assert_eq!(
         gantry_k8s::controller::unschedulable_message(std::slice::from_ref(pod)),
-        Some(m)
+        Some(text)
     );
 }
 
@@ -523,7 +534,7 @@ async fn gang_binds_all_or_none() {
     );
     let d = h.settle().await;
     assert!(
-        matches!(&d[0], Decision::Unschedulable { pods, message } if pods.len() == 3 && message.contains("gang ml/g"))
+        matches!(&d[0], Decision::Unschedulable { pods, message, .. } if pods.len() == 3 && message.contains("gang ml/g"))
     );
     assert!((0..3).all(|i| h.node_of(&format!("ml/g-{i}")).is_none()));
     assert!(
@@ -559,7 +570,7 @@ async fn gang_bind_failing_midway_deletes_the_bound_members() {
         .expect("state")
         .conflict
         .insert("ml/g-1".into());
-    let d = h.model.schedule();
+    let d = h.model.schedule(NOW);
     let r = h.binder.execute(&mut h.model, d).await;
     assert_eq!((r.bound, r.bind_failed, r.deleted), (1, 1, 1));
     let st = h.api.lock().expect("state");
@@ -647,7 +658,7 @@ fn bound_pods_annotations_and_unhealthy_gpus_are_respected() {
         "5",
     ));
     model.apply_pod(&pending_pod("ml", "one-more", 1000, 1024, 1, None));
-    let d = model.schedule();
+    let d = model.schedule(NOW);
     let binds: BTreeMap<String, String> = d
         .iter()
         .flat_map(|d| match d {
@@ -677,7 +688,7 @@ fn priority_then_age_order() {
         keys::PRIORITY,
         "100",
     ));
-    let d = model.schedule();
+    let d = model.schedule(NOW);
     assert!(matches!(&d[0], Decision::Bind { pods, .. } if pods[0].pod.name == "z-high"));
 }
 
@@ -799,7 +810,7 @@ async fn metrics_count_binds_and_failures() {
     }
     let metrics = Arc::new(Metrics::new());
     let mut binder = Binder::new(fake_client(api), metrics.clone());
-    let d = model.schedule();
+    let d = model.schedule(NOW);
     binder.execute(&mut model, d).await;
     let text = metrics.encode();
     assert!(
@@ -814,4 +825,192 @@ async fn metrics_count_binds_and_failures() {
         text.contains("gantry_scheduler_scheduling_latency_seconds_count 1"),
         "{text}"
     );
+}
+
+/// A Pod of `gpus` whole GPUs running on `node` since `started` (Unix seconds), stopped by the kubelet
+/// `deadline` seconds after its start when set (`activeDeadlineSeconds`, from the workload's timeout).
+fn running_pod(name: &str, node: &str, gpus: u32, started: i64, deadline: Option<i64>) -> Pod {
+    let mut p = pending_pod("ml", name, 1000, 1024, gpus, None);
+    let spec = p.spec.as_mut().expect("spec");
+    spec.node_name = Some(node.into());
+    spec.active_deadline_seconds = deadline;
+    p.status = Some(k8s_openapi::api::core::v1::PodStatus {
+        phase: Some("Running".into()),
+        start_time: Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+            k8s_openapi::jiff::Timestamp::from_second(started).expect("time"),
+        )),
+        ..Default::default()
+    });
+    p
+}
+
+/// A pending Pod of `gpus` whole GPUs with `activeDeadlineSeconds` `deadline`.
+fn pending_with_deadline(name: &str, gpus: u32, deadline: Option<i64>) -> Pod {
+    let mut p = pending_pod("ml", name, 1000, 1024, gpus, None);
+    p.spec.as_mut().expect("spec").active_deadline_seconds = deadline;
+    p
+}
+
+/// The message of a Pod's `PodScheduled=False` condition in the fake API.
+fn condition(h: &Harness, key: &str) -> String {
+    h.pod(key)
+        .and_then(|p| p.status?.conditions)
+        .and_then(|c| c.into_iter().find(|c| c.type_ == "PodScheduled"))
+        .and_then(|c| c.message)
+        .unwrap_or_default()
+}
+
+fn failed_events(h: &Harness, name: &str) -> usize {
+    h.api
+        .lock()
+        .expect("state")
+        .events
+        .iter()
+        .filter(|e| {
+            e.reason.as_deref() == Some("FailedScheduling")
+                && e.involved_object.name.as_deref() == Some(name)
+        })
+        .count()
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn waiting_pods_get_their_position_and_start_at_the_latest() {
+    // One GPU, held by `a` since 10 minutes ago with a 1 h deadline: it ends by 00:50:00.
+    let nodes = [gpu_node("node-a", "H100-80GB", 1, 16, 64)];
+    let a = running_pod("a", "node-a", 1, NOW - 600, Some(3600));
+    let mut h = Harness::new(
+        &nodes,
+        vec![
+            a,
+            pending_with_deadline("b", 1, Some(1800)),
+            pending_with_deadline("c", 1, Some(600)),
+        ],
+    );
+    h.settle().await;
+    let b = condition(&h, "ml/b");
+    assert!(b.starts_with("0/1 nodes can take it: 1 node(s): "), "{b}");
+    assert!(
+        b.contains(
+            "Position 1 of 2 in queue default, 1 of 2 overall (order: priority, then age); \
+             estimated start at the latest 2026-11-26T00:50:00Z (exact: it waits for ml/a to end"
+        ),
+        "{b}"
+    );
+    // `c` comes after `b`, which runs at most 30 min from 00:50.
+    let c = condition(&h, "ml/c");
+    assert!(
+        c.contains(
+            "Position 2 of 2 in queue default, 2 of 2 overall (order: priority, then age); \
+             estimated start at the latest 2026-11-26T01:20:00Z (exact: it waits for ml/a, ml/b to end"
+        ),
+        "{c}"
+    );
+    // The Events carry only the filter text, once.
+    assert_eq!((failed_events(&h, "b"), failed_events(&h, "c")), (1, 1));
+    let e = h
+        .api
+        .lock()
+        .expect("state")
+        .events
+        .iter()
+        .find(|e| e.involved_object.name.as_deref() == Some("c"))
+        .and_then(|e| e.message.clone())
+        .unwrap_or_default();
+    assert!(
+        e.starts_with("0/1 nodes can take it") && !e.contains("Position"),
+        "{e}"
+    );
+
+    // `a` hits its deadline and is gone at 00:50: `b` is bound then and `c` moves up; its condition
+    // says so, with no second Event (the filter text is the same).
+    h.api
+        .lock()
+        .expect("state")
+        .deleted
+        .push("ml/a".to_string());
+    h.api.lock().expect("state").pods.remove("ml/a");
+    h.watch();
+    let later = NOW + 3000;
+    let d = h.model.schedule(later);
+    assert!(
+        d.iter()
+            .any(|d| matches!(d, Decision::Bind { pods, .. } if pods[0].pod.name == "b")),
+        "{d:?}"
+    );
+    h.binder.execute(&mut h.model, d).await;
+    h.watch();
+    let d = h.model.schedule(later);
+    h.binder.execute(&mut h.model, d).await;
+    let c = condition(&h, "ml/c");
+    assert!(
+        c.contains(
+            "Position 1 of 1 in queue default, 1 of 1 overall (order: priority, then age); \
+             estimated start at the latest 2026-11-26T01:20:00Z (exact: it waits for ml/b to end"
+        ),
+        "{c}"
+    );
+    assert_eq!(failed_events(&h, "c"), 1);
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_pod_behind_one_without_deadline_has_an_unknown_start_with_the_reason() {
+    let nodes = [gpu_node("node-a", "H100-80GB", 1, 16, 64)];
+    let mut h = Harness::new(
+        &nodes,
+        vec![
+            running_pod("forever", "node-a", 1, NOW - 600, None),
+            pending_with_deadline("b", 1, Some(1800)),
+        ],
+    );
+    h.settle().await;
+    let b = condition(&h, "ml/b");
+    assert!(
+        b.ends_with(
+            "Position 1 of 1 in queue default, 1 of 1 overall (order: priority, then age); \
+             estimated start unknown (it waits for ml/forever with no time limit (activeDeadlineSeconds))."
+        ),
+        "{b}"
+    );
+}
+
+#[test]
+fn position_counts_the_queue_and_follows_priority() {
+    let mut model = Model::new(Policy::Gantry, None);
+    model.apply_node(&gpu_node("node-a", "H100-80GB", 1, 16, 64));
+    // Of a higher priority than any waiting Pod: nothing is preempted.
+    model.apply_pod(&annotate(
+        running_pod("a", "node-a", 1, NOW, Some(60)),
+        keys::PRIORITY,
+        "100",
+    ));
+    for (name, queue, priority) in [
+        ("x", "research", "1"),
+        ("y", "prod", "1"),
+        ("z", "research", "9"),
+    ] {
+        let p = annotate(pending_with_deadline(name, 1, Some(60)), keys::QUEUE, queue);
+        model.apply_pod(&annotate(p, keys::PRIORITY, priority));
+    }
+    let d = model.schedule(NOW);
+    let outlook = |name: &str| {
+        d.iter()
+            .find_map(|d| match d {
+                Decision::Unschedulable { pods, outlook, .. } if pods[0].name == name => {
+                    Some(outlook.clone())
+                }
+                _ => None,
+            })
+            .unwrap_or_default()
+    };
+    // Order: z (priority 9), then x, y by name. Each runs at most 60 s after the one before.
+    assert!(
+        outlook("z").starts_with("Position 1 of 2 in queue research, 1 of 3 overall"),
+        "{}",
+        outlook("z")
+    );
+    assert!(outlook("z").contains("at the latest 2026-11-26T00:01:00Z"));
+    assert!(outlook("x").starts_with("Position 2 of 2 in queue research, 2 of 3 overall"));
+    assert!(outlook("x").contains("at the latest 2026-11-26T00:02:00Z"));
+    assert!(outlook("y").starts_with("Position 1 of 1 in queue prod, 3 of 3 overall"));
+    assert!(outlook("y").contains("at the latest 2026-11-26T00:03:00Z"));
 }

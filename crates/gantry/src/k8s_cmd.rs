@@ -24,6 +24,15 @@ pub enum K8sCommand {
     /// What GPU time cost over a window, per queue, owner (namespace), workload or model, from the
     /// GPUWorkloads' status and the prices ConfigMap (the table and JSON of `gantry costs`).
     Costs(CostsArgs),
+    /// Why a GPUWorkload waits (the quota holding it, per-filter node counts, its position and an
+    /// estimated start) or where it runs: its phase and its conditions' messages.
+    Explain {
+        /// The GPUWorkload's name.
+        name: String,
+        /// Its namespace (default: the kubeconfig's).
+        #[arg(long)]
+        namespace: Option<String>,
+    },
     /// Label (and taint) the nodes that have GPUs, from their allocatable `nvidia.com/gpu`.
     LabelNodes {
         /// Print what would change; change nothing.
@@ -265,6 +274,19 @@ pub fn run(cmd: K8sCommand) -> anyhow::Result<()> {
             })
         }
         K8sCommand::Costs(a) => costs(a),
+        K8sCommand::Explain { name, namespace } => runtime()?.block_on(async move {
+            let client = client().await?;
+            let api: kube::Api<gantry_k8s::crd::GPUWorkload> = match namespace.as_deref() {
+                Some(ns) => kube::Api::namespaced(client, ns),
+                None => kube::Api::default_namespaced(client),
+            };
+            let w = api
+                .get_opt(&name)
+                .await?
+                .with_context(|| format!("GPUWorkload {name:?} not found"))?;
+            print!("{}", explain_text(&w));
+            Ok(())
+        }),
         K8sCommand::LabelNodes { dry_run } => runtime()?.block_on(async move {
             let client = client().await?;
             for line in labels::label_nodes(client, dry_run).await? {
@@ -370,6 +392,33 @@ pub fn submit_kube(yaml: &str, namespace: Option<&str>) -> anyhow::Result<()> {
         }
         Ok(())
     })
+}
+
+/// `gantry k8s explain`: a GPUWorkload's phase, then each condition with its reason and message.
+fn explain_text(w: &gantry_k8s::crd::GPUWorkload) -> String {
+    let status = w.status.clone().unwrap_or_default();
+    let mut out = format!(
+        "{}/{}: {}\n",
+        w.metadata.namespace.as_deref().unwrap_or("default"),
+        w.metadata.name.as_deref().unwrap_or(""),
+        status
+            .phase
+            .map(|p| format!("{p:?}"))
+            .unwrap_or_else(|| "Pending".into())
+    );
+    if let Some(m) = &status.message {
+        out.push_str(&format!("  {m}\n"));
+    }
+    for c in &status.conditions {
+        out.push_str(&format!(
+            "  {}={} ({}): {}\n",
+            c.type_,
+            c.status,
+            c.reason.as_deref().unwrap_or("-"),
+            c.message.as_deref().unwrap_or("")
+        ));
+    }
+    out
 }
 
 /// `gantry workloads --kube`: the `GPUWorkload`s of a namespace (or all), as a table.
@@ -526,6 +575,45 @@ mod tests {
             ..GPUWorkloadStatus::default()
         });
         w
+    }
+
+    /// The phase, then every condition with its reason and the scheduler's whole text.
+    #[test]
+    fn explain_prints_the_phase_and_each_condition() {
+        let mut w = finished("big", "research", "n1", "0");
+        if let Some(s) = w.status.as_mut() {
+            s.phase = Some(WorkloadPhase::Admitted);
+            s.conditions = vec![
+                gantry_k8s::crd::WorkloadCondition {
+                    type_: "Admitted".into(),
+                    status: "True".into(),
+                    reason: Some("QuotaAvailable".into()),
+                    message: Some("queue research: 0 + 2 of 8 GPU(s)".into()),
+                    last_transition_time: None,
+                },
+                gantry_k8s::crd::WorkloadCondition {
+                    type_: "Scheduled".into(),
+                    status: "False".into(),
+                    reason: Some("Unschedulable".into()),
+                    message: Some("0 of 1 replica(s) bound; 0/2 nodes can take it: 2 node(s): needs 2 GPUs, has 1. Position 1 of 1 in queue research, 1 of 1 overall (order: priority, then age); estimated start at the latest 2026-11-26T00:50:00Z (exact: ...).".into()),
+                    last_transition_time: None,
+                },
+            ];
+        }
+        let text = explain_text(&w);
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines[0], "ml/big: Admitted");
+        assert_eq!(
+            lines[1],
+            "  Admitted=True (QuotaAvailable): queue research: 0 + 2 of 8 GPU(s)"
+        );
+        assert!(
+            lines[2].starts_with(
+                "  Scheduled=False (Unschedulable): 0 of 1 replica(s) bound; 0/2 nodes"
+            ) && lines[2].contains("estimated start at the latest 2026-11-26T00:50:00Z"),
+            "{text}"
+        );
+        assert_eq!(lines.len(), 3);
     }
 
     /// The same table as `gantry costs`, from the cluster's workloads: 2 H100s for 90 min at 2.00 =

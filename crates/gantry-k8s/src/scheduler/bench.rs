@@ -255,7 +255,7 @@ async fn run_bench(
     loop {
         let t = Instant::now();
         binder.begin_cycle();
-        let decisions = model.schedule();
+        let decisions = model.schedule(k8s_openapi::jiff::Timestamp::now().as_second());
         decide += t.elapsed().as_secs_f64();
         let binds_in = decisions
             .iter()

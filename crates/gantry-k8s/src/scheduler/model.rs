@@ -10,6 +10,7 @@
 //! decision sees it; [`Model::forget`] rolls an assumption back when the bind fails, and the watch event
 //! of the bound Pod confirms it.
 
+use super::outlook::{self, Holder, Waiter};
 use super::quantity::{cpu_milli, memory_mib};
 use crate::keys;
 use gantry_core::frag::TargetWorkload;
@@ -80,6 +81,10 @@ pub enum Decision {
         pods: Vec<PodRef>,
         /// The explanation, for an Event.
         message: String,
+        /// Where they stand: position in the order and estimated start (for the Pod's condition).
+        outlook: String,
+        /// Whether `message` is new for these Pods (an Event is due; otherwise only the outlook moved).
+        event: bool,
     },
     /// Delete `victims` so that `preemptor` fits once they are gone.
     Preempt {
@@ -179,6 +184,12 @@ struct PodInfo {
     workload: Option<String>,
     replica: u32,
     assigned: Option<String>,
+    /// Its queue (the controller's annotation; `default` without one).
+    queue: String,
+    /// When it started (`status.startTime`, else when it was bound), Unix seconds.
+    started: Option<i64>,
+    /// `spec.activeDeadlineSeconds`: the kubelet stops it that long after its start.
+    deadline: Option<i64>,
 }
 
 impl PodInfo {
@@ -209,6 +220,12 @@ pub struct Model {
     assumed: HashMap<PodKey, (String, String)>,
     /// The last unschedulable message per Pod (an Event only when it changes).
     reasons: HashMap<PodKey, String>,
+    /// The last outlook (position, estimated start) per waiting Pod (its condition changes with it).
+    outlooks: HashMap<PodKey, String>,
+    /// When this model decided to bind a Pod (its start until the Pod says otherwise).
+    bound_at: HashMap<PodKey, i64>,
+    /// The time of the pass in progress, Unix seconds.
+    now: i64,
     /// Preemptor -> the victims it waits for.
     nominated: HashMap<PodKey, BTreeSet<PodKey>>,
 }
@@ -230,6 +247,9 @@ impl Model {
             placed: HashMap::new(),
             assumed: HashMap::new(),
             reasons: HashMap::new(),
+            outlooks: HashMap::new(),
+            bound_at: HashMap::new(),
+            now: 0,
             nominated: HashMap::new(),
         }
     }
@@ -308,6 +328,7 @@ impl Model {
         }
         if info.node.is_some() {
             self.reasons.remove(&key);
+            self.outlooks.remove(&key);
         }
         let charge = !keep && info.holds_resources();
         self.pods.insert(key.clone(), info);
@@ -338,6 +359,8 @@ impl Model {
         self.pods.remove(key);
         self.assumed.remove(key);
         self.reasons.remove(key);
+        self.outlooks.remove(key);
+        self.bound_at.remove(key);
         self.nominated.remove(key);
         if let Some(p) = self.placed.remove(key) {
             let _ = self.cluster.release(&p);
@@ -347,6 +370,7 @@ impl Model {
     /// Rolls back the assumption that `key` was bound (its bind failed); it is pending again unless the
     /// API said it is gone or bound elsewhere (`gone`), in which case the watch will tell the truth.
     pub fn forget(&mut self, key: &str, gone: bool) {
+        self.bound_at.remove(key);
         if self.assumed.remove(key).is_some()
             && let Some(p) = self.placed.remove(key)
         {
@@ -586,8 +610,10 @@ impl Model {
         None
     }
 
-    /// One scheduling pass over every pending Pod, highest priority first, then oldest.
-    pub fn schedule(&mut self) -> Vec<Decision> {
+    /// One scheduling pass over every pending Pod, highest priority first, then oldest; `now` (Unix
+    /// seconds) is the time the estimated starts of the Pods that must wait count from.
+    pub fn schedule(&mut self, now: i64) -> Vec<Decision> {
+        self.now = now;
         if self.stale {
             self.rebuild();
         }
@@ -630,10 +656,130 @@ impl Model {
         }
         units.sort_by(|a, b| (a.0, a.1, &a.2).cmp(&(b.0, b.1, &b.2)));
         let mut memo = Memo::default();
-        for (_, _, _, members, gang) in units {
-            self.attempt(&members, gang, &mut memo, &mut out);
+        // Units still pending after this pass (waiting or preempting), in order, and the waiting ones.
+        let mut still: Vec<usize> = Vec::new();
+        let mut waiting: Vec<(usize, Vec<PodRef>, String)> = Vec::new();
+        for (i, (_, _, _, members, gang)) in units.iter().enumerate() {
+            match self.attempt(members, gang.clone(), &mut memo, &mut out) {
+                Attempt::Placed => {}
+                Attempt::Preempting => still.push(i),
+                Attempt::Waiting { pods, message } => {
+                    still.push(i);
+                    waiting.push((still.len() - 1, pods, message));
+                }
+            }
+        }
+        if waiting.is_empty() {
+            return out;
+        }
+        let outlooks = self.outlooks(&units, &still, now);
+        for (i, pods, message) in waiting {
+            let outlook = outlooks.get(i).cloned().unwrap_or_default();
+            self.unschedulable(pods, message, outlook, &mut out);
         }
         out
+    }
+
+    /// The outlook text (position, estimated start) of each unit in `still` (indices into `units`, in
+    /// the scheduler's order), from a forward simulation of this model's placement.
+    fn outlooks(&self, units: &[Unit], still: &[usize], now: i64) -> Vec<String> {
+        let queue_of = |i: usize| -> String {
+            units[i]
+                .3
+                .first()
+                .and_then(|k| self.pods.get(k))
+                .map_or_else(String::new, |p| p.queue.clone())
+        };
+        let queues: Vec<String> = still.iter().map(|&i| queue_of(i)).collect();
+        let mut holders: Vec<Holder> = self
+            .placed
+            .iter()
+            .filter_map(|(k, placement)| {
+                let p = self.pods.get(k)?;
+                let end = if p.terminating {
+                    Some(now)
+                } else {
+                    p.deadline.map(|d| {
+                        let start = p.started.or(self.bound_at.get(k).copied()).unwrap_or(now);
+                        start.saturating_add(d.max(0))
+                    })
+                };
+                Some(Holder {
+                    name: k.clone(),
+                    placements: vec![placement.clone()],
+                    end,
+                })
+            })
+            .collect();
+        holders.sort_by(|a, b| (a.end, &a.name).cmp(&(b.end, &b.name)));
+        let mut waiters: Vec<Waiter> = still
+            .iter()
+            .take(outlook::MAX_AHEAD)
+            .map(|&i| self.waiter(&units[i]))
+            .collect();
+        // Units past what is simulated only need a place in the list.
+        waiters.extend(still.iter().skip(outlook::MAX_AHEAD).map(|_| Waiter {
+            works: Vec::new(),
+            need: 1,
+            deadline: None,
+        }));
+        let starts = outlook::forecast(
+            &self.cluster,
+            &self.selector,
+            &self.rng,
+            holders,
+            &waiters,
+            now,
+        );
+        let total = still.len();
+        starts
+            .iter()
+            .enumerate()
+            .map(|(pos, start)| {
+                let q = &queues[pos];
+                let in_queue = queues[..pos].iter().filter(|x| *x == q).count() + 1;
+                let queue_total = queues.iter().filter(|x| *x == q).count();
+                outlook::text(q, (in_queue, queue_total), (pos + 1, total), start, now)
+            })
+            .collect()
+    }
+
+    /// A unit as the forward simulation places it: its pending Pods' workloads and how many must fit
+    /// together (no workloads when it cannot be placed as it is).
+    fn waiter(&self, unit: &Unit) -> Waiter {
+        let infos: Vec<&PodInfo> = unit
+            .3
+            .iter()
+            .filter_map(|k| self.pods.get(k))
+            .filter(|p| !self.assumed.contains_key(&p.pod.key()))
+            .collect();
+        let need = match &unit.4 {
+            Some((g, minimum)) => {
+                let running = self
+                    .pods
+                    .iter()
+                    .filter(|(k, p)| {
+                        p.workload.as_deref() == Some(g.as_str())
+                            && !p.terminating
+                            && self.placed.contains_key(*k)
+                    })
+                    .count() as u32;
+                minimum.saturating_sub(running).max(1)
+            }
+            None => 1,
+        };
+        let placeable = !infos.is_empty()
+            && infos.len() as u32 >= need
+            && infos.first().is_some_and(|p| self.impossible(p).is_none());
+        Waiter {
+            works: if placeable {
+                infos.iter().map(|p| self.workload(p)).collect()
+            } else {
+                Vec::new()
+            },
+            need,
+            deadline: infos.first().and_then(|p| p.deadline),
+        }
     }
 
     fn attempt(
@@ -642,13 +788,13 @@ impl Model {
         gang: Option<(String, u32)>,
         memo_: &mut Memo,
         out: &mut Vec<Decision>,
-    ) {
+    ) -> Attempt {
         let infos: Vec<PodInfo> = members
             .iter()
             .filter_map(|k| self.pods.get(k).cloned())
             .collect();
         let Some(first) = infos.first() else {
-            return;
+            return Attempt::Placed;
         };
         let refs: Vec<PodRef> = infos.iter().map(|p| p.pod.clone()).collect();
         // How many must be placed together.
@@ -669,16 +815,20 @@ impl Model {
                         "gang {g} needs {need} more pod(s) placed together, {} exist yet",
                         infos.len()
                     );
-                    self.unschedulable(refs, message, out);
-                    return;
+                    return Attempt::Waiting {
+                        pods: refs,
+                        message,
+                    };
                 }
                 need
             }
             None => 1,
         };
         if let Some(message) = self.impossible(first) {
-            self.unschedulable(refs, message, out);
-            return;
+            return Attempt::Waiting {
+                pods: refs,
+                message,
+            };
         }
         let works: Vec<Workload> = infos.iter().map(|p| self.workload(p)).collect();
         let shapes: Vec<u32> = works.iter().map(|w| self.selector.shape(w)).collect();
@@ -706,14 +856,16 @@ impl Model {
                             assigned_gpus,
                         });
                         self.placed.insert(key.clone(), placement);
+                        self.bound_at.insert(key.clone(), self.now);
                         self.reasons.remove(&key);
+                        self.outlooks.remove(&key);
                         self.nominated.remove(&key);
                     }
                     out.push(Decision::Bind {
                         pods,
                         gang: gang.map(|g| g.0),
                     });
-                    return;
+                    return Attempt::Placed;
                 }
                 Err(why) => {
                     let why = match &gang {
@@ -740,8 +892,10 @@ impl Model {
                         .filter(|v| self.pods.contains_key(*v))
                         .count()
                 );
-                self.unschedulable(refs, message, out);
-                return;
+                return Attempt::Waiting {
+                    pods: refs,
+                    message,
+                };
             }
             self.nominated.remove(&key);
         }
@@ -769,25 +923,44 @@ impl Model {
                 priority: first.priority,
                 victims,
             });
-            return;
+            return Attempt::Preempting;
         }
-        self.unschedulable(refs, why, out);
+        Attempt::Waiting {
+            pods: refs,
+            message: why,
+        }
     }
 
-    fn unschedulable(&mut self, pods: Vec<PodRef>, message: String, out: &mut Vec<Decision>) {
+    /// Emits an unschedulable decision for the Pods whose explanation or outlook changed.
+    fn unschedulable(
+        &mut self,
+        pods: Vec<PodRef>,
+        message: String,
+        outlook: String,
+        out: &mut Vec<Decision>,
+    ) {
+        let mut event = false;
         let fresh: Vec<PodRef> = pods
             .into_iter()
-            .filter(|p| self.reasons.get(&p.key()) != Some(&message))
+            .filter(|p| {
+                let key = p.key();
+                let new_reason = self.reasons.get(&key) != Some(&message);
+                event |= new_reason;
+                new_reason || self.outlooks.get(&key) != Some(&outlook)
+            })
             .collect();
         if fresh.is_empty() {
             return;
         }
         for p in &fresh {
             self.reasons.insert(p.key(), message.clone());
+            self.outlooks.insert(p.key(), outlook.clone());
         }
         out.push(Decision::Unschedulable {
             pods: fresh,
             message,
+            outlook,
+            event,
         });
     }
 
@@ -915,6 +1088,21 @@ impl Model {
 /// A unit of scheduling: (-priority, creation, first key, the Pods, the gang and its minimum).
 type Unit = (i64, i64, PodKey, Vec<PodKey>, Option<(String, u32)>);
 
+/// What became of one unit in a pass.
+enum Attempt {
+    /// Bound (or nothing left to place).
+    Placed,
+    /// Victims are being deleted to make room for it.
+    Preempting,
+    /// It waits: the Pods and why.
+    Waiting {
+        /// Its pending Pods.
+        pods: Vec<PodRef>,
+        /// Why they cannot be placed now.
+        message: String,
+    },
+}
+
 /// What failed earlier in one pass (capacity only shrinks within a pass until a preemption).
 #[derive(Default)]
 struct Memo {
@@ -925,7 +1113,7 @@ struct Memo {
 }
 
 /// Places `works` in order on `cluster`; keeps them if at least `need` fit, else undoes them all.
-fn place_all(
+pub(super) fn place_all(
     cluster: &mut LiveCluster,
     selector: &mut Selector,
     rng: &mut Rng,
@@ -1307,5 +1495,27 @@ fn pod_info(pod: &Pod) -> Option<PodInfo> {
             .and_then(|r| r.parse().ok())
             .unwrap_or(0),
         assigned: a(keys::ASSIGNED_GPUS).map(str::to_string),
+        queue: a(keys::QUEUE).unwrap_or("default").to_string(),
+        started: started(pod),
+        deadline: spec.active_deadline_seconds,
     })
+}
+
+/// When a Pod started: `status.startTime`, else when it was bound (`PodScheduled=True`), Unix seconds.
+fn started(pod: &Pod) -> Option<i64> {
+    let status = pod.status.as_ref()?;
+    status
+        .start_time
+        .as_ref()
+        .map(|t| t.0.as_second())
+        .or_else(|| {
+            status
+                .conditions
+                .as_ref()?
+                .iter()
+                .find(|c| c.type_ == "PodScheduled" && c.status == "True")?
+                .last_transition_time
+                .as_ref()
+                .map(|t| t.0.as_second())
+        })
 }
