@@ -123,26 +123,40 @@ pub struct MonthSpend {
 /// What each queue spent from the start of this UTC month to `now`, by the cost accounting of
 /// `GET /api/costs/analysis` (see docs/cost.md).
 pub async fn month_spend(state: &AppState, now: UnixMillis) -> Result<MonthSpend, DbError> {
+    let machine = state.runner.machine();
+    let prices = state.prices.clone();
+    state
+        .db
+        .read(move |s| month_spend_of(s, &machine, &prices, now))
+        .await
+}
+
+/// [`month_spend`] read from a store directly (the budget check and `gantry bench costs`).
+pub fn month_spend_of(
+    s: &gantry_store::Store,
+    machine: &crate::schedule::Machine,
+    prices: &gantry_cost::Catalogue,
+    now: UnixMillis,
+) -> Result<MonthSpend, gantry_store::Error> {
     let month = month_of(now);
     let window = gantry_cost::Window {
         from_ms: month.start_ms,
         to_ms: now.max(month.start_ms + 1),
     };
     // The same accounting as `gantry costs`: every attempt, utilisation from the samples.
-    let usage = crate::costs::load_usage(state, None, window).await?;
-    let cents_by_queue =
-        match gantry_cost::analyse(&usage, window, &state.prices, GroupBy::Queue, 30.0) {
-            Ok(a) => a
-                .groups
-                .into_iter()
-                .filter_map(|g| Some((g.key, g.cost?.cents)))
-                .collect(),
-            // Unreachable: the window is never empty and the threshold is in range.
-            Err(_) => HashMap::new(),
-        };
+    let usage = crate::costs::usage_of_store(s, machine, None, window)?;
+    let cents_by_queue = match gantry_cost::analyse(&usage, window, prices, GroupBy::Queue, 30.0) {
+        Ok(a) => a
+            .groups
+            .into_iter()
+            .filter_map(|g| Some((g.key, g.cost?.cents)))
+            .collect(),
+        // Unreachable: the window is never empty and the threshold is in range.
+        Err(_) => HashMap::new(),
+    };
     Ok(MonthSpend {
         month,
-        currency: state.prices.currency().to_string(),
+        currency: prices.currency().to_string(),
         cents_by_queue,
     })
 }

@@ -17,21 +17,28 @@
 use crate::api::AppState;
 use crate::db::DbError;
 use crate::schedule::Machine;
-use gantry_cost::{GpuFraction, Pool, Usage, Window};
+use gantry_cost::{GpuFraction, Pool, Usage};
 use gantry_gpu::GpuSnapshot;
 use gantry_store::{
-    AssignedGpu, Event, ListQuery, Order, SampleBucket, SampleQuery, UnixMillis, Workload,
+    AssignedGpu, Event, ListQuery, Order, SampleBucket, SampleQuery, Store, UnixMillis, Workload,
     WorkloadId, WorkloadState,
 };
+
+/// The cost types this module's functions take and give, for callers that do not depend on
+/// `gantry_cost` themselves (`gantry bench costs`).
+pub use gantry_cost::{Analysis, Catalogue, GroupBy, Window, analyse};
 use std::collections::{BTreeMap, BTreeSet};
 
 /// The shortest sample bucket: one minute.
 pub const MIN_BUCKET_MS: i64 = 60_000;
 
-/// The sample bucket for a window: one minute, or the window over 10,000 for longer windows (so a
-/// 30-day window reads at most 10,000 buckets per GPU and holder).
+/// The sample bucket for a window: one minute, or for longer windows the window over 10,000
+/// rounded to the nearest whole minute (a 30-day window reads 10,800 buckets of 4 minutes per GPU
+/// and holder). Whole minutes, so samples rolled up into minutes fall in the buckets of the raw
+/// samples they stand for (see `gantry_store`'s samples module).
 pub fn bucket_ms(window: Window) -> i64 {
-    ((window.to_ms - window.from_ms) / 10_000).max(MIN_BUCKET_MS)
+    let span = (window.to_ms - window.from_ms) / 10_000;
+    ((span + MIN_BUCKET_MS / 2) / MIN_BUCKET_MS * MIN_BUCKET_MS).max(MIN_BUCKET_MS)
 }
 
 /// The GPU fraction one assigned GPU holds: MIG compute slices of 7, a milli-share, or the whole GPU.
@@ -68,89 +75,116 @@ pub struct History {
     pub bucket_ms: i64,
 }
 
+/// Reads the [`History`] of `window` from `s` (only `owner`'s workloads when given): what
+/// [`load_history`] runs on the server's reader connection.
+pub fn history_of(
+    s: &Store,
+    owner: Option<&str>,
+    window: Window,
+) -> Result<History, gantry_store::Error> {
+    let bucket = bucket_ms(window);
+    let mut workloads = Vec::new();
+    let mut after = None;
+    loop {
+        let page = s.list(&ListQuery {
+            owner: owner.map(str::to_string),
+            limit: gantry_store::MAX_PAGE_LIMIT,
+            after,
+            order: Order::OldestFirst,
+            ..ListQuery::default()
+        })?;
+        workloads.extend(page.items.into_iter().filter(|w| may_have_run(w, window)));
+        match page.next {
+            Some(n) => after = Some(n),
+            None => break,
+        }
+    }
+    let mut events = BTreeMap::new();
+    let mut holders: BTreeMap<WorkloadId, Vec<(i64, String, u32)>> = BTreeMap::new();
+    for w in &workloads {
+        let log = s.events(w.id)?;
+        let runs = runs_of(w, &log, window.to_ms);
+        for (i, &(start, end)) in runs.iter().enumerate() {
+            let described =
+                i + 1 == runs.len() && w.started_at == Some(start) && w.assignment.is_some();
+            if described || end <= window.from_ms || start >= window.to_ms {
+                continue;
+            }
+            let seen = s.samples(&SampleQuery {
+                from: start,
+                to: end,
+                gpu_uuid: None,
+                workload: Some(w.id),
+            })?;
+            holders.entry(w.id).or_default().extend(
+                seen.into_iter()
+                    .map(|x| (x.at, x.gpu_uuid, x.held_milli.unwrap_or(1000))),
+            );
+        }
+        events.insert(w.id, log);
+    }
+    let buckets = s.sample_buckets(
+        &SampleQuery {
+            from: window.from_ms,
+            to: window.to_ms,
+            ..SampleQuery::default()
+        },
+        bucket,
+    )?;
+    // The same as `Store::peak_memory` over the window, without reading the samples again.
+    let mut peak_memory: BTreeMap<WorkloadId, u64> = BTreeMap::new();
+    for b in &buckets {
+        if let (Some(id), Some(m)) = (b.workload, b.max_memory_used_bytes) {
+            let peak = peak_memory.entry(id).or_default();
+            *peak = (*peak).max(m);
+        }
+    }
+    Ok(History {
+        workloads,
+        events,
+        buckets,
+        peak_memory,
+        holders,
+        bucket_ms: bucket,
+    })
+}
+
+/// The usage of `window` read from `s` (see the module documentation): [`history_of`] then
+/// [`usage_of_history`]. The server's cost analysis and budget check both come through here.
+pub fn usage_of_store(
+    s: &Store,
+    machine: &Machine,
+    owner: Option<&str>,
+    window: Window,
+) -> Result<Vec<Usage>, gantry_store::Error> {
+    let history = history_of(s, owner, window)?;
+    Ok(usage_of_history(&history, machine, window))
+}
+
 /// Loads the [`History`] of `window` (only `owner`'s workloads when given).
 pub async fn load_history(
     state: &AppState,
     owner: Option<String>,
     window: Window,
 ) -> Result<History, DbError> {
-    let bucket = bucket_ms(window);
     state
         .db
-        .read(move |s| {
-            let mut workloads = Vec::new();
-            let mut after = None;
-            loop {
-                let page = s.list(&ListQuery {
-                    owner: owner.clone(),
-                    limit: gantry_store::MAX_PAGE_LIMIT,
-                    after,
-                    order: Order::OldestFirst,
-                    ..ListQuery::default()
-                })?;
-                workloads.extend(page.items.into_iter().filter(|w| may_have_run(w, window)));
-                match page.next {
-                    Some(n) => after = Some(n),
-                    None => break,
-                }
-            }
-            let mut events = BTreeMap::new();
-            let mut holders: BTreeMap<WorkloadId, Vec<(i64, String, u32)>> = BTreeMap::new();
-            for w in &workloads {
-                let log = s.events(w.id)?;
-                let runs = runs_of(w, &log, window.to_ms);
-                for (i, &(start, end)) in runs.iter().enumerate() {
-                    let described = i + 1 == runs.len()
-                        && w.started_at == Some(start)
-                        && w.assignment.is_some();
-                    if described || end <= window.from_ms || start >= window.to_ms {
-                        continue;
-                    }
-                    let seen = s.samples(&SampleQuery {
-                        from: start,
-                        to: end,
-                        gpu_uuid: None,
-                        workload: Some(w.id),
-                    })?;
-                    holders.entry(w.id).or_default().extend(
-                        seen.into_iter()
-                            .map(|x| (x.at, x.gpu_uuid, x.held_milli.unwrap_or(1000))),
-                    );
-                }
-                events.insert(w.id, log);
-            }
-            let buckets = s.sample_buckets(
-                &SampleQuery {
-                    from: window.from_ms,
-                    to: window.to_ms,
-                    ..SampleQuery::default()
-                },
-                bucket,
-            )?;
-            let peak_memory = s
-                .peak_memory(window.from_ms, window.to_ms)?
-                .into_iter()
-                .collect();
-            Ok(History {
-                workloads,
-                events,
-                buckets,
-                peak_memory,
-                holders,
-                bucket_ms: bucket,
-            })
-        })
+        .read(move |s| history_of(s, owner.as_deref(), window))
         .await
 }
 
-/// Loads the window's history and turns it into usage (see the module documentation).
+/// Loads the window's history and turns it into usage (see the module documentation), on the
+/// store's reader thread.
 pub async fn load_usage(
     state: &AppState,
     owner: Option<String>,
     window: Window,
 ) -> Result<Vec<Usage>, DbError> {
-    let history = load_history(state, owner, window).await?;
-    Ok(usage_of_history(&history, &state.runner.machine(), window))
+    let machine = state.runner.machine();
+    state
+        .db
+        .read(move |s| usage_of_store(s, &machine, owner.as_deref(), window))
+        .await
 }
 
 /// False only for a workload that cannot have held a GPU in the window: never started, or finished
@@ -387,8 +421,12 @@ fn merge_adjacent(pieces: Vec<Usage>) -> Vec<Usage> {
     out
 }
 
-/// How often the poll loop prunes samples older than [`gantry_store::SAMPLE_RETENTION_MS`].
+/// How often the poll loop rolls samples older than [`ROLLUP_AFTER_MS`] up into minutes and prunes
+/// those older than [`gantry_store::SAMPLE_RETENTION_MS`].
 pub const PRUNE_EVERY_MS: i64 = 3_600_000;
+
+/// Raw samples older than this (an hour) are rolled up into one row per minute, GPU and holder.
+pub const ROLLUP_AFTER_MS: i64 = 3_600_000;
 
 /// When samples were last pruned (0: not yet in this process).
 static LAST_PRUNE_MS: std::sync::atomic::AtomicI64 = std::sync::atomic::AtomicI64::new(0);
@@ -444,7 +482,8 @@ pub fn samples_of(
 }
 
 /// Records one poll's samples through the store's writer (one transaction), and about once an hour
-/// prunes those older than the retention. Failures are logged, never fatal to the poll loop.
+/// rolls those older than [`ROLLUP_AFTER_MS`] up into minutes and prunes those older than the
+/// retention. Failures are logged, never fatal to the poll loop.
 pub async fn record_poll(state: &AppState, running: &[Workload], snapshots: &[GpuSnapshot]) {
     let now = crate::runner::now_ms();
     let samples = samples_of(running, snapshots, now);
@@ -454,6 +493,15 @@ pub async fn record_poll(state: &AppState, running: &[Workload], snapshots: &[Gp
     let last = LAST_PRUNE_MS.load(std::sync::atomic::Ordering::Relaxed);
     if now - last >= PRUNE_EVERY_MS {
         LAST_PRUNE_MS.store(now, std::sync::atomic::Ordering::Relaxed);
+        match state
+            .db
+            .write(move |s| s.roll_up_samples(now - ROLLUP_AFTER_MS))
+            .await
+        {
+            Ok(n) if n > 0 => tracing::debug!(rolled = n, "rolled GPU samples up into minutes"),
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "could not roll GPU samples up"),
+        }
         let before = now - gantry_store::SAMPLE_RETENTION_MS;
         match state.db.write(move |s| s.prune_samples(before)).await {
             Ok(n) if n > 0 => tracing::info!(removed = n, "pruned old GPU samples"),
@@ -660,6 +708,150 @@ mod tests {
         assert_eq!(a.idle_total.to_string(), "2.00");
         // The two sample-less buckets were merged into one interval.
         assert_eq!(usage.len(), 5);
+    }
+
+    fn assigned(gpu: u32, milli: Option<u32>) -> Assignment {
+        Assignment {
+            replicas: vec![ReplicaAssignment {
+                node: "box".into(),
+                gpus: vec![AssignedGpu {
+                    index: gpu,
+                    uuid: Some(format!("GPU-{gpu}")),
+                    milli,
+                    ..AssignedGpu::default()
+                }],
+            }],
+        }
+    }
+
+    /// One line of an analysis: the group (or `total`), its cost and its idle cost.
+    type Figure = (String, Option<String>, Option<String>);
+
+    /// A hand-made history in a real store: A runs on GPU-0 (idle for its first 14.5 minutes), is
+    /// preempted and runs again on GPU-1 (idle for 10 minutes); B holds half of GPU-0 for 40 idle
+    /// minutes. Its cost and idle cost are the same, to the cent and per workload, before and after
+    /// every sample is rolled up into minutes, over a 2-hour and a 30-day window.
+    #[test]
+    fn a_rolled_up_history_costs_the_same_as_the_raw_one() {
+        use WorkloadState::*;
+        use gantry_store::{GpuSample, NewWorkload, Transition};
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let mut s = Store::open(dir.path().join("s.db")).unwrap_or_else(|e| panic!("{e}"));
+        let base = 40 * 24 * H;
+        let now = base + 2 * H;
+        let spec = |share: Option<u32>| {
+            let gpu = match share {
+                Some(m) => serde_json::json!({"count": 1, "share": m}),
+                None => serde_json::json!({"count": 1}),
+            };
+            let spec = serde_json::from_value(serde_json::json!({
+                "name": "w", "resources": {"gpu": gpu}, "run": {"command": ["true"]}
+            }))
+            .unwrap_or_else(|e| panic!("{e}"));
+            NewWorkload::from_spec(spec, "ann", 0)
+        };
+        let ok = |r: gantry_store::Result<Workload>| r.unwrap_or_else(|e| panic!("{e}"));
+        let a = ok(s.submit(&spec(None), "ann", base)).id;
+        let b = ok(s.submit(&spec(Some(500)), "ann", base)).id;
+        let (a1, a1_end, a2) = (base + 5 * M + 30_000, base + 50 * M, base + 70 * M);
+        let (b1, b1_end) = (base + H, base + 100 * M);
+        let to = |st| Transition::to(st);
+        let mut go = |id, from, change, at| ok(s.transition(id, from, change, "t", at));
+        go(a, Pending, to(Scheduled).assignment(assigned(0, None)), a1);
+        go(a, Scheduled, to(Running), a1);
+        go(a, Running, to(Preempted), a1_end);
+        go(a, Preempted, to(Pending), a1_end);
+        go(
+            b,
+            Pending,
+            to(Scheduled).assignment(assigned(0, Some(500))),
+            b1,
+        );
+        go(b, Scheduled, to(Running), b1);
+        go(a, Pending, to(Scheduled).assignment(assigned(1, None)), a2);
+        go(a, Scheduled, to(Running), a2);
+        go(b, Running, to(Succeeded), b1_end);
+        let sample = |at, gpu: &str, w: Option<WorkloadId>, milli, util| GpuSample {
+            at,
+            gpu_uuid: gpu.into(),
+            workload: w,
+            held_milli: w.map(|_| milli),
+            utilization_pct: Some(util),
+            memory_used_bytes: Some(1 << 30),
+            power_watts: None,
+            temperature_c: None,
+        };
+        let mut samples = Vec::new();
+        for t in (base..now).step_by(2_000) {
+            let mut gpu0 = Vec::new();
+            if (a1..a1_end).contains(&t) {
+                let util = if t < base + 20 * M { 5.0 } else { 90.0 };
+                gpu0.push(sample(t, "GPU-0", Some(a), 1000, util));
+            }
+            if (b1..b1_end).contains(&t) {
+                gpu0.push(sample(t, "GPU-0", Some(b), 500, 10.0));
+            }
+            if gpu0.is_empty() {
+                gpu0.push(sample(t, "GPU-0", None, 0, 0.0));
+            }
+            samples.extend(gpu0);
+            samples.push(if t >= a2 {
+                let util = if (base + 90 * M..base + 100 * M).contains(&t) {
+                    12.5
+                } else {
+                    50.0
+                };
+                sample(t, "GPU-1", Some(a), 1000, util)
+            } else {
+                sample(t, "GPU-1", None, 0, 0.0)
+            });
+        }
+        s.record_samples(&samples).unwrap_or_else(|e| panic!("{e}"));
+        let windows = [
+            Window {
+                from_ms: base,
+                to_ms: now,
+            },
+            Window {
+                from_ms: now - 30 * 24 * H,
+                to_ms: now,
+            },
+        ];
+        let figures = |s: &Store| -> Vec<Vec<Figure>> {
+            windows
+                .iter()
+                .map(|&w| {
+                    let usage =
+                        usage_of_store(s, &machine(), None, w).unwrap_or_else(|e| panic!("{e}"));
+                    let a = analyse(&usage, w, &catalogue(), GroupBy::Workload, 30.0)
+                        .unwrap_or_else(|e| panic!("{e}"));
+                    let mut rows = vec![(
+                        "total".to_string(),
+                        Some(a.total.to_string()),
+                        Some(a.idle_total.to_string()),
+                    )];
+                    rows.extend(a.groups.into_iter().map(|g| {
+                        (
+                            g.key,
+                            g.cost.map(|c| c.to_string()),
+                            g.idle_cost.map(|c| c.to_string()),
+                        )
+                    }));
+                    rows
+                })
+                .collect()
+        };
+        let raw = figures(&s);
+        // A: 44.5 + 50 min, B: 40 min x 0.5 at 6.00/h; idle 14.5 + 10 min of A, all of B.
+        let total = |f: &[Figure]| f[0].clone();
+        assert_eq!(
+            total(&raw[0]),
+            ("total".into(), Some("11.45".into()), Some("4.45".into()))
+        );
+        assert_eq!(total(&raw[1]).1, Some("11.45".into()));
+        let rolled = s.roll_up_samples(now).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(rolled, samples.len());
+        assert_eq!(figures(&s), raw);
     }
 
     #[test]

@@ -3,7 +3,16 @@
 //! The server's poll loop records one row per GPU per poll ([`Store::record_samples`], one
 //! transaction per poll), naming the workload holding the GPU. A GPU shared by several workloads gets
 //! one row per holder at the same instant (with the same readings and each holder's milli); a GPU
-//! nobody holds gets one row with no workload. Old rows are removed by [`Store::prune_samples`].
+//! nobody holds gets one row with no workload.
+//!
+//! Rollup: the server's hourly maintenance calls [`Store::roll_up_samples`], which replaces the raw
+//! samples older than an hour by one row per (minute, GPU, holder) in `gpu_sample_minutes`: the
+//! count of samples, the sum of their utilisation readings and how many there were (so a mean over
+//! any mix of raw and rolled rows is the mean of the raw samples), the peak memory, the most milli
+//! held, and the mean power and temperature. The row's time is its first sample's, so it falls in
+//! the same minute-aligned bucket and the same run as the samples it stands for. Reads see both
+//! tables. A 30-day window reads about 30 times fewer rows than its raw samples. Old rows are
+//! removed by [`Store::prune_samples`].
 
 use crate::error::Result;
 use crate::model::{UnixMillis, WorkloadId};
@@ -26,7 +35,25 @@ CREATE TABLE gpu_samples (
 ) STRICT;
 CREATE INDEX gpu_samples_at ON gpu_samples (at);
 CREATE INDEX gpu_samples_workload ON gpu_samples (workload_id, at) WHERE workload_id IS NOT NULL;
+CREATE TABLE gpu_sample_minutes (
+    at                  INTEGER NOT NULL,
+    gpu_uuid            TEXT    NOT NULL,
+    workload_id         INTEGER,
+    held_milli          INTEGER CHECK (held_milli IS NULL OR held_milli BETWEEN 0 AND 1000),
+    samples             INTEGER NOT NULL CHECK (samples > 0),
+    utilization_samples INTEGER NOT NULL CHECK (utilization_samples >= 0),
+    utilization_sum     REAL,
+    memory_used_bytes   INTEGER,
+    power_watts         REAL,
+    temperature_c       REAL
+) STRICT;
+CREATE INDEX gpu_sample_minutes_at ON gpu_sample_minutes (at);
+CREATE INDEX gpu_sample_minutes_workload ON gpu_sample_minutes (workload_id, at)
+    WHERE workload_id IS NOT NULL;
 "#;
+
+/// The rollup's granularity: one minute.
+pub const ROLLUP_MS: i64 = 60_000;
 
 /// How long samples are kept by default (35 days, so a 30-day window is always covered).
 pub const SAMPLE_RETENTION_MS: i64 = 35 * 24 * 3_600_000;
@@ -89,6 +116,11 @@ pub struct SampleBucket {
 const SAMPLE_COLUMNS: &str = "at, gpu_uuid, workload_id, held_milli, utilization_pct, \
      memory_used_bytes, power_watts, temperature_c";
 
+/// A rolled-up minute read as one sample: its mean utilisation, peak memory, mean power and
+/// temperature.
+const MINUTE_COLUMNS: &str = "at, gpu_uuid, workload_id, held_milli, \
+     utilization_sum / utilization_samples, memory_used_bytes, power_watts, temperature_c";
+
 fn read_sample(r: &Row<'_>) -> Result<GpuSample> {
     let workload: Option<i64> = r.get(2)?;
     let held: Option<i64> = r.get(3)?;
@@ -136,17 +168,20 @@ impl Store {
         Ok(samples.len())
     }
 
-    /// The samples matching `q`, by time then GPU.
+    /// The samples matching `q`, by time then GPU. Older than the rollup, a sample is one row per
+    /// (minute, GPU, holder) at its first sample's time, with the minute's mean utilisation, power
+    /// and temperature and its peak memory.
     pub fn samples(&self, q: &SampleQuery) -> Result<Vec<GpuSample>> {
         let (filter, args) = sample_filter(q);
-        let index = if q.workload.is_some() {
-            "gpu_samples_workload"
+        let (raw, minutes) = if q.workload.is_some() {
+            ("gpu_samples_workload", "gpu_sample_minutes_workload")
         } else {
-            "gpu_samples_at"
+            ("gpu_samples_at", "gpu_sample_minutes_at")
         };
         let sql = format!(
-            "SELECT {SAMPLE_COLUMNS} FROM gpu_samples INDEXED BY {index} WHERE {filter} \
-             ORDER BY at, gpu_uuid, workload_id"
+            "SELECT {SAMPLE_COLUMNS} FROM gpu_samples INDEXED BY {raw} WHERE {filter} \
+             UNION ALL SELECT {MINUTE_COLUMNS} FROM gpu_sample_minutes INDEXED BY {minutes} \
+             WHERE {filter} ORDER BY 1, 2, 3"
         );
         let mut st = self.conn.prepare_cached(&sql)?;
         st.query_and_then(rusqlite::params_from_iter(args), read_sample)?
@@ -155,15 +190,22 @@ impl Store {
 
     /// The samples matching `q` aggregated per (bucket of `bucket_ms`, GPU, holder), by bucket then
     /// GPU: the mean utilisation and the peak memory of each. Reads a long window without holding
-    /// every sample in memory.
+    /// every sample in memory. With `bucket_ms` a whole number of minutes, rolled-up and raw
+    /// samples give the same buckets (see the module documentation).
     pub fn sample_buckets(&self, q: &SampleQuery, bucket_ms: i64) -> Result<Vec<SampleBucket>> {
         let bucket = bucket_ms.max(1);
         let (filter, mut args) = sample_filter(q);
         args.push(Value::Integer(bucket));
         let n = args.len();
         let sql = format!(
-            "SELECT (at / ?{n}) * ?{n} AS b, gpu_uuid, workload_id, avg(utilization_pct), \
-             max(memory_used_bytes), count(*), max(held_milli) FROM gpu_samples WHERE {filter} \
+            "SELECT (at / ?{n}) * ?{n} AS b, gpu_uuid, workload_id, sum(u) / sum(un), max(mem), \
+             sum(c), max(held) FROM (\
+             SELECT at, gpu_uuid, workload_id, utilization_pct AS u, \
+             utilization_pct IS NOT NULL AS un, memory_used_bytes AS mem, 1 AS c, \
+             held_milli AS held FROM gpu_samples INDEXED BY gpu_samples_at WHERE {filter} \
+             UNION ALL SELECT at, gpu_uuid, workload_id, utilization_sum, utilization_samples, \
+             memory_used_bytes, samples, held_milli FROM gpu_sample_minutes \
+             INDEXED BY gpu_sample_minutes_at WHERE {filter}) \
              GROUP BY b, gpu_uuid, workload_id ORDER BY b, gpu_uuid, workload_id"
         );
         let mut st = self.conn.prepare_cached(&sql)?;
@@ -189,9 +231,14 @@ impl Store {
     /// workload. On a shared GPU this is the whole GPU's memory in use: an upper bound.
     pub fn peak_memory(&self, from: UnixMillis, to: UnixMillis) -> Result<Vec<(WorkloadId, u64)>> {
         let mut st = self.conn.prepare_cached(
-            "SELECT workload_id, max(memory_used_bytes) FROM gpu_samples INDEXED BY gpu_samples_at \
-             WHERE at >= ?1 AND at < ?2 AND workload_id IS NOT NULL \
-             AND memory_used_bytes IS NOT NULL GROUP BY workload_id ORDER BY workload_id",
+            "SELECT workload_id, max(mem) FROM (\
+             SELECT workload_id, memory_used_bytes AS mem FROM gpu_samples \
+             INDEXED BY gpu_samples_at WHERE at >= ?1 AND at < ?2 AND workload_id IS NOT NULL \
+             AND memory_used_bytes IS NOT NULL \
+             UNION ALL SELECT workload_id, memory_used_bytes FROM gpu_sample_minutes \
+             INDEXED BY gpu_sample_minutes_at WHERE at >= ?1 AND at < ?2 \
+             AND workload_id IS NOT NULL AND memory_used_bytes IS NOT NULL) \
+             GROUP BY workload_id ORDER BY workload_id",
         )?;
         let rows = st.query_map(params![from, to], |r| {
             Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?))
@@ -206,10 +253,32 @@ impl Store {
         Ok(out)
     }
 
-    /// Deletes the samples taken before `before`; returns how many.
+    /// Deletes the samples taken before `before`, raw and rolled up; returns how many rows.
     pub fn prune_samples(&mut self, before: UnixMillis) -> Result<usize> {
         let tx = self.write()?;
-        let n = tx.execute("DELETE FROM gpu_samples WHERE at < ?1", [before])?;
+        let n = tx.execute("DELETE FROM gpu_samples WHERE at < ?1", [before])?
+            + tx.execute("DELETE FROM gpu_sample_minutes WHERE at < ?1", [before])?;
+        tx.commit()?;
+        Ok(n)
+    }
+
+    /// Rolls the raw samples of the whole minutes before `before` up into one row per (minute, GPU,
+    /// holder) (see the module documentation), in one transaction; returns how many raw samples
+    /// were rolled up. Running it again rolls up only what was recorded since.
+    pub fn roll_up_samples(&mut self, before: UnixMillis) -> Result<usize> {
+        let cutoff = before.div_euclid(ROLLUP_MS) * ROLLUP_MS;
+        let tx = self.write()?;
+        tx.execute(
+            "INSERT INTO gpu_sample_minutes (at, gpu_uuid, workload_id, held_milli, samples, \
+             utilization_samples, utilization_sum, memory_used_bytes, power_watts, temperature_c) \
+             SELECT min(at), gpu_uuid, workload_id, max(held_milli), count(*), \
+             count(utilization_pct), sum(utilization_pct), max(memory_used_bytes), \
+             avg(power_watts), avg(temperature_c) FROM gpu_samples INDEXED BY gpu_samples_at \
+             WHERE at < ?1 GROUP BY (at - (at % ?2)), gpu_uuid, workload_id \
+             ORDER BY min(at), gpu_uuid, workload_id",
+            params![cutoff, ROLLUP_MS],
+        )?;
+        let n = tx.execute("DELETE FROM gpu_samples WHERE at < ?1", [cutoff])?;
         tx.commit()?;
         Ok(n)
     }
@@ -328,6 +397,69 @@ mod tests {
             (60_000, Some(15.0), Some(9), 2)
         );
         assert_eq!((b[1].start, b[1].count), (120_000, 1));
+    }
+
+    #[test]
+    fn a_rollup_keeps_the_buckets_peaks_and_holders_of_the_raw_samples() {
+        let (_d, mut s) = store();
+        let mut raw = Vec::new();
+        // Three minutes of a GPU shared by workloads 1 and 2, then free; one reading missing.
+        for i in 0..90 {
+            let at = 60_000 + 1_000 + i * 2_000;
+            let mut a = sample(
+                at,
+                "GPU-a",
+                Some(1),
+                f64::from(i as u8 % 7) * 2.5,
+                100 + i as u64,
+            );
+            a.held_milli = Some(500);
+            let mut b = sample(at, "GPU-a", Some(2), 40.0, 7);
+            b.held_milli = Some(500);
+            if i == 3 {
+                b.utilization_pct = None;
+            }
+            raw.push(a);
+            raw.push(b);
+            raw.push(sample(at, "GPU-b", None, 0.5, 0));
+        }
+        s.record_samples(&raw).unwrap();
+        let all = SampleQuery {
+            from: 0,
+            to: 1_000_000,
+            ..SampleQuery::default()
+        };
+        let before: Vec<_> = [60_000, 120_000]
+            .iter()
+            .map(|&b| s.sample_buckets(&all, b).unwrap())
+            .collect();
+        let peaks = s.peak_memory(0, 1_000_000).unwrap();
+        // Roll up everything before 3 min 30 s: the minutes starting at 1 and 2 min, not the third.
+        assert_eq!(s.roll_up_samples(210_000).unwrap(), 60 * 3);
+        assert_eq!(s.roll_up_samples(210_000).unwrap(), 0);
+        let after: Vec<_> = [60_000, 120_000]
+            .iter()
+            .map(|&b| s.sample_buckets(&all, b).unwrap())
+            .collect();
+        assert_eq!(after, before);
+        assert_eq!(before[0].len(), 9);
+        assert_eq!(before[0][0].count, 30);
+        assert_eq!(s.peak_memory(0, 1_000_000).unwrap(), peaks);
+        // One row per (minute, GPU, holder) at its first sample's time, then the raw third minute.
+        let held = s
+            .samples(&SampleQuery {
+                workload: WorkloadId::from_raw(1),
+                ..all.clone()
+            })
+            .unwrap();
+        assert_eq!(held.len(), 2 + 30);
+        assert_eq!((held[0].at, held[0].held_milli), (61_000, Some(500)));
+        assert_eq!(held[1].at, 121_000);
+        assert_eq!(held[2].at, 181_000);
+        assert_eq!(held[0].memory_used_bytes, Some(129));
+        // Pruning removes rolled-up rows too.
+        assert_eq!(s.prune_samples(180_000).unwrap(), 6);
+        assert_eq!(s.samples(&all).unwrap().len(), 90);
     }
 
     #[test]

@@ -43,6 +43,8 @@ enum BenchWhat {
     Serve(crate::bench_serve::BenchServeArgs),
     /// The Kubernetes scheduler: pods bound per second against a fake API (5,000 nodes by default).
     K8s(crate::k8s_cmd::BenchK8sArgs),
+    /// Cost accounting on a long telemetry history: cost analysis, findings, budget check, size.
+    Costs(crate::bench_costs::BenchCostsArgs),
 }
 
 /// Runs `gantry bench`: replays one at a time on one thread and reports their times.
@@ -51,6 +53,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         Some(BenchWhat::Scenario(a)) => return crate::scenario::bench(a),
         Some(BenchWhat::Serve(a)) => return crate::bench_serve::run(a),
         Some(BenchWhat::K8s(a)) => return crate::k8s_cmd::bench(a),
+        Some(BenchWhat::Costs(a)) => return crate::bench_costs::run(a),
         None => {}
     }
     if args.repeat == 0 {

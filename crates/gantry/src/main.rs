@@ -1,6 +1,7 @@
 //! `gantry`: the command-line entry point; each subcommand dispatches to a library crate.
 
 mod bench;
+mod bench_costs;
 mod bench_serve;
 mod bound;
 mod budget_cmd;
