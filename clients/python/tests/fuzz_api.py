@@ -46,6 +46,11 @@ CHECKS = ",".join(
     ]
 )
 
+#: Stricter checks that gate only with auth on: invalid requests (by the document) are refused, and
+#: every route behind auth refuses a missing or wrong token. With `--no-auth` the document still
+#: declares bearer security, so `ignored_auth` cannot hold there by design.
+AUTH_ONLY_CHECKS = ",".join(["negative_data_rejection", "ignored_auth"])
+
 #: Operations left out (path regex), with the reason in the module docstring.
 EXCLUDED_PATHS = r"^/api/events/stream$"
 
@@ -97,7 +102,7 @@ def run_mode(mode: str, args: argparse.Namespace) -> bool:
             "run",
             f"{server.url}/openapi.json",
             "--checks",
-            CHECKS,
+            CHECKS + ("," + AUTH_ONLY_CHECKS if mode == "auth" else ""),
             "--max-examples",
             str(args.max_examples),
             "--seed",

@@ -82,6 +82,12 @@ impl From<DbError> for ApiError {
                 field: Some("Idempotency-Key".into()),
             },
             DbError::Store(E::Invalid { field, problem }) => ApiError::invalid(field, problem),
+            DbError::Store(e @ E::AlreadyExists { .. }) => ApiError {
+                status: StatusCode::CONFLICT,
+                code: "already_exists",
+                message: e.to_string(),
+                field: Some("name".into()),
+            },
             DbError::Stopped => ApiError::unavailable("the server is stopping"),
             other => ApiError::internal(format!("store: {other}")),
         }
@@ -543,22 +549,84 @@ async fn submit(State(state): State<Shared>, req: Request) -> Result<Response, A
 
 use axum::extract::FromRequest;
 
+/// The workload states a list can filter on (OpenAPI only: the handler parses the string).
+#[derive(ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum StateName {
+    /// Submitted, waiting for admission.
+    Pending,
+    /// Admitted, waiting for placement.
+    Admitted,
+    /// Placed, not yet started.
+    Scheduled,
+    /// Its processes run.
+    Running,
+    /// Finished with success.
+    Succeeded,
+    /// Finished with failure.
+    Failed,
+    /// Cancelled by a user.
+    Cancelled,
+    /// Evicted for higher-priority work.
+    Preempted,
+    /// Not found after a restart.
+    Lost,
+}
+
+/// The order of a workload list (OpenAPI only).
+#[derive(ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum OrderName {
+    /// Newest first.
+    Newest,
+    /// Oldest first.
+    Oldest,
+}
+
+/// Which log stream to read (OpenAPI only).
+#[derive(ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum StreamName {
+    /// Standard output.
+    Stdout,
+    /// Standard error.
+    Stderr,
+}
+
+/// The groupings of a cost analysis (OpenAPI only).
+#[derive(ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum GroupByName {
+    /// By queue.
+    Queue,
+    /// By owner.
+    Owner,
+    /// By workload.
+    Workload,
+    /// By GPU model.
+    Model,
+}
+
 /// Filters of `GET /api/workloads`.
 #[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct ListParams {
     /// Only this state.
+    #[param(value_type = Option<StateName>, inline)]
     pub state: Option<String>,
     /// Only this queue.
     pub queue: Option<String>,
     /// Only this owner (a submitter always sees only its own).
     pub owner: Option<String>,
     /// Page size, 1..=1000 (default 100).
+    #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<u32>,
     /// Continue after this id (the previous page's `next`).
+    #[param(pattern = "^wl-[1-9][0-9]{0,17}$")]
     pub after: Option<String>,
     /// `newest` (default) or `oldest` first.
+    #[param(value_type = Option<OrderName>, inline)]
     pub order: Option<String>,
 }
 
@@ -656,7 +724,7 @@ async fn load_visible(state: &Shared, p: &Principal, raw: &str) -> Result<Worklo
 }
 
 /// One workload's state, placement, and events.
-#[utoipa::path(get, path = "/api/workloads/{id}/status", params(("id" = String, Path, description = "wl-<n>", pattern = "^wl-[1-9][0-9]*$", example = "wl-1")), responses((status = 200, body = StatusView), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)), security(("bearer" = [])))]
+#[utoipa::path(get, path = "/api/workloads/{id}/status", params(("id" = String, Path, description = "wl-<n>", pattern = "^wl-[1-9][0-9]{0,17}$", example = "wl-1")), responses((status = 200, body = StatusView), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)), security(("bearer" = [])))]
 async fn status(
     State(state): State<Shared>,
     Path(id): Path<String>,
@@ -682,17 +750,19 @@ async fn status(
 #[serde(deny_unknown_fields)]
 pub struct LogParams {
     /// `stdout` (default) or `stderr`.
+    #[param(value_type = Option<StreamName>, inline)]
     pub stream: Option<String>,
     /// Attempt number (default: the latest).
     pub attempt: Option<u32>,
     /// Byte offset to start at (default 0).
     pub offset: Option<u64>,
     /// Most bytes to return (default and cap 1 MiB).
+    #[param(value_type = Option<u64>)]
     pub max: Option<usize>,
 }
 
 /// A slice of a workload's log; `X-Next-Offset` says where to continue.
-#[utoipa::path(get, path = "/api/workloads/{id}/logs", params(("id" = String, Path, description = "wl-<n>", pattern = "^wl-[1-9][0-9]*$", example = "wl-1"), LogParams), responses((status = 200, description = "log bytes", content_type = "text/plain", headers(("x-next-offset" = u64, description = "Byte offset to continue from"), ("x-workload-state" = String, description = "The workload's state when read"))), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)), security(("bearer" = [])))]
+#[utoipa::path(get, path = "/api/workloads/{id}/logs", params(("id" = String, Path, description = "wl-<n>", pattern = "^wl-[1-9][0-9]{0,17}$", example = "wl-1"), LogParams), responses((status = 200, description = "log bytes", content_type = "text/plain", headers(("x-next-offset" = u64, description = "Byte offset to continue from"), ("x-workload-state" = String, description = "The workload's state when read"))), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)), security(("bearer" = [])))]
 async fn logs(
     State(state): State<Shared>,
     Path(id): Path<String>,
@@ -746,7 +816,7 @@ async fn logs(
 
 /// Cancels a workload: a pending one at once; a running one gets SIGTERM, then SIGKILL after the
 /// grace period (202: it is cancelled when the process has exited).
-#[utoipa::path(post, path = "/api/workloads/{id}/cancel", params(("id" = String, Path, description = "wl-<n>", pattern = "^wl-[1-9][0-9]*$", example = "wl-1")), responses((status = 200, body = WorkloadView), (status = 202, body = WorkloadView), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)), security(("bearer" = [])))]
+#[utoipa::path(post, path = "/api/workloads/{id}/cancel", params(("id" = String, Path, description = "wl-<n>", pattern = "^wl-[1-9][0-9]{0,17}$", example = "wl-1")), responses((status = 200, body = WorkloadView), (status = 202, body = WorkloadView), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)), security(("bearer" = [])))]
 async fn cancel(
     State(state): State<Shared>,
     Path(id): Path<String>,
@@ -807,7 +877,10 @@ pub struct StrategyView {
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct StrategyChange {
-    /// A name from `gantry strategies`.
+    /// A name from `gantry strategies` (surrounding whitespace is ignored).
+    #[schema(
+        pattern = "^\\s*(gantry|fgd|bestfit|gpupacking|gpuclustering|dotprod|random|least_utilized|best_fit|priority|round_robin|binpack|spread)\\s*$"
+    )]
     pub strategy: String,
 }
 
@@ -936,10 +1009,15 @@ async fn queues(
 #[serde(deny_unknown_fields)]
 pub struct CostParams {
     /// How far back from now: `1h`, `24h`, `7d`, `30d`, ... (default `7d`).
+    #[param(
+        pattern = "^\\s*(0*[1-9][0-9]{0,5}w([0-9]{1,6}d)?([0-9]{1,6}h)?([0-9]{1,6}m)?([0-9]{1,6}s)?|0*[1-9][0-9]{0,5}d([0-9]{1,6}h)?([0-9]{1,6}m)?([0-9]{1,6}s)?|0*[1-9][0-9]{0,5}h([0-9]{1,6}m)?([0-9]{1,6}s)?|0*[1-9][0-9]{0,5}m([0-9]{1,6}s)?|0*[1-9][0-9]{0,5}s)\\s*$"
+    )]
     pub window: Option<String>,
     /// `queue` (default), `owner`, `workload` or `model`.
+    #[param(value_type = Option<GroupByName>, inline)]
     pub group_by: Option<String>,
     /// Utilisation percentage under which allocated GPU time counts as idle (default 30).
+    #[param(minimum = 0, maximum = 100)]
     pub idle_threshold: Option<f64>,
 }
 

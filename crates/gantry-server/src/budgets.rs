@@ -56,14 +56,21 @@ pub(crate) fn routes() -> Router<Shared> {
 )]
 pub(crate) struct Doc;
 
+/// An alert threshold: percent of the monthly budget, 1..=1000 (OpenAPI only).
+#[derive(ToSchema)]
+#[schema(minimum = 1, maximum = 1000)]
+pub struct ThresholdPercent(pub u32);
+
 /// A budget to set.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct BudgetChange {
     /// Spending limit per calendar month (UTC) in the price catalogue's currency, at least 0.
+    #[schema(minimum = 0)]
     pub monthly: f64,
     /// Alert thresholds, percent of `monthly`, strictly increasing, each 1..=1000 (default 50, 80, 100).
     #[serde(default)]
+    #[schema(value_type = Option<Vec<ThresholdPercent>>, min_items = 1)]
     pub thresholds: Option<Vec<u32>>,
     /// Stop admitting new work from the queue once it is over budget (running work continues).
     #[serde(default)]
@@ -101,15 +108,30 @@ pub struct BudgetView {
     pub capped: bool,
 }
 
+/// The formats a webhook can post (OpenAPI only: the handler parses the string).
+#[derive(ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum WebhookFormatName {
+    /// A Slack incoming webhook.
+    Slack,
+    /// A Microsoft Teams incoming webhook.
+    Teams,
+    /// Plain JSON.
+    Json,
+}
+
 /// A webhook to add.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct NewWebhook {
     /// Unique name: letters, digits, `.`, `_`, `-`, at most 64.
+    #[schema(pattern = "^\\s*[A-Za-z0-9._-]{1,64}\\s*$")]
     pub name: String,
     /// `http://` or `https://` URL with a host.
+    #[schema(pattern = "^\\s*https?://[A-Za-z0-9.-]+(:[0-9]{1,4})?(/[^\\s]*)?\\s*$")]
     pub url: String,
     /// `slack`, `teams` or `json`.
+    #[schema(value_type = WebhookFormatName)]
     pub format: String,
 }
 
@@ -178,6 +200,7 @@ pub struct AlertView {
 #[serde(deny_unknown_fields)]
 pub struct AlertParams {
     /// How many, newest first (1..=500, default 50).
+    #[param(minimum = 1, maximum = 500)]
     pub limit: Option<u32>,
 }
 
@@ -230,7 +253,7 @@ async fn recheck(state: &Shared) {
 }
 
 /// Sets the monthly budget of a queue (operator or admin).
-#[utoipa::path(put, path = "/api/budgets/{queue}", params(("queue" = String, Path, description = "queue name")), request_body = BudgetChange, responses((status = 200, body = BudgetView), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)), security(("bearer" = [])))]
+#[utoipa::path(put, path = "/api/budgets/{queue}", params(("queue" = String, Path, description = "queue name", pattern = "\\S")), request_body = BudgetChange, responses((status = 200, body = BudgetView), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)), security(("bearer" = [])))]
 async fn put_budget(
     State(state): State<Shared>,
     Path(queue): Path<String>,
@@ -266,7 +289,7 @@ async fn put_budget(
 }
 
 /// Deletes the budget of a queue (operator or admin); its alerts stay.
-#[utoipa::path(delete, path = "/api/budgets/{queue}", params(("queue" = String, Path, description = "queue name")), responses((status = 204, description = "deleted"), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)), security(("bearer" = [])))]
+#[utoipa::path(delete, path = "/api/budgets/{queue}", params(("queue" = String, Path, description = "queue name", pattern = "\\S")), responses((status = 204, description = "deleted"), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)), security(("bearer" = [])))]
 async fn delete_budget(
     State(state): State<Shared>,
     Path(queue): Path<String>,
@@ -344,7 +367,7 @@ async fn list_webhooks(
 }
 
 /// Adds a webhook (operator or admin); alerts raised from now on are posted to it.
-#[utoipa::path(post, path = "/api/webhooks", request_body = NewWebhook, responses((status = 201, body = WebhookView), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)), security(("bearer" = [])))]
+#[utoipa::path(post, path = "/api/webhooks", request_body = NewWebhook, responses((status = 201, body = WebhookView), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 409, description = "a webhook with this name exists", body = ErrorBody)), security(("bearer" = [])))]
 async fn add_webhook(State(state): State<Shared>, req: Request) -> Result<Response, ApiError> {
     let p = principal(req.extensions());
     need(&p, Permission::Operate)?;

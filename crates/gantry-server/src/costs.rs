@@ -62,7 +62,8 @@ pub fn fraction_of(gpu: &AssignedGpu) -> GpuFraction {
 pub struct History {
     /// Workloads that may have run in the window (submitters: their own).
     pub workloads: Vec<Workload>,
-    /// The audit events of each of them.
+    /// The transitions into and out of `running` of each of them, oldest first: all of their
+    /// audit log that [`runs_of`] reads (absent: none).
     pub events: BTreeMap<WorkloadId, Vec<Event>>,
     /// Telemetry aggregated per (bucket, GPU, holder).
     pub buckets: Vec<SampleBucket>,
@@ -99,11 +100,11 @@ pub fn history_of(
             None => break,
         }
     }
-    let mut events = BTreeMap::new();
+    let events = running_transitions_of(s, &workloads)?;
     let mut holders: BTreeMap<WorkloadId, Vec<(i64, String, u32)>> = BTreeMap::new();
     for w in &workloads {
-        let log = s.events(w.id)?;
-        let runs = runs_of(w, &log, window.to_ms);
+        let log = events.get(&w.id).map_or(&[][..], Vec::as_slice);
+        let runs = runs_of(w, log, window.to_ms);
         for (i, &(start, end)) in runs.iter().enumerate() {
             let described =
                 i + 1 == runs.len() && w.started_at == Some(start) && w.assignment.is_some();
@@ -121,7 +122,6 @@ pub fn history_of(
                     .map(|x| (x.at, x.gpu_uuid, x.held_milli.unwrap_or(1000))),
             );
         }
-        events.insert(w.id, log);
     }
     let buckets = s.sample_buckets(
         &SampleQuery {
@@ -147,6 +147,47 @@ pub fn history_of(
         holders,
         bucket_ms: bucket,
     })
+}
+
+/// The widest gap between two workload ids that one query of [`running_transitions_of`] spans:
+/// a wider one (a long-running workload submitted long before the rest of the window) starts
+/// another query, so the read stays close to the window's own events.
+const MAX_ID_GAP: i64 = 4096;
+
+/// The transitions into and out of `running` of `workloads` (all that [`runs_of`] reads), by
+/// workload, oldest first: one range query per run of ids no more than [`MAX_ID_GAP`] apart,
+/// instead of one query per workload.
+pub fn running_transitions_of(
+    s: &Store,
+    workloads: &[Workload],
+) -> Result<BTreeMap<WorkloadId, Vec<Event>>, gantry_store::Error> {
+    running_transitions_within(s, workloads, MAX_ID_GAP)
+}
+
+/// [`running_transitions_of`] with ranges spanning gaps of at most `max_gap` ids.
+fn running_transitions_within(
+    s: &Store,
+    workloads: &[Workload],
+    max_gap: i64,
+) -> Result<BTreeMap<WorkloadId, Vec<Event>>, gantry_store::Error> {
+    let ids: BTreeSet<WorkloadId> = workloads.iter().map(|w| w.id).collect();
+    let mut events: BTreeMap<WorkloadId, Vec<Event>> = BTreeMap::new();
+    let mut ranges: Vec<(WorkloadId, WorkloadId)> = Vec::new();
+    for &id in &ids {
+        match ranges.last_mut() {
+            Some((_, last)) if id.raw() - last.raw() <= max_gap => *last = id,
+            _ => ranges.push((id, id)),
+        }
+    }
+    for (first, last) in ranges {
+        for e in s.running_transitions(first, last)? {
+            // Ids in the range but not in `workloads` (another owner's, never started) are skipped.
+            if let Some(id) = e.workload.filter(|id| ids.contains(id)) {
+                events.entry(id).or_default().push(e);
+            }
+        }
+    }
+    Ok(events)
 }
 
 /// The usage of `window` read from `s` (see the module documentation): [`history_of`] then
@@ -852,6 +893,61 @@ mod tests {
         let rolled = s.roll_up_samples(now).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(rolled, samples.len());
         assert_eq!(figures(&s), raw);
+    }
+
+    /// The batched read gives each listed workload exactly the transitions `runs_of` reads from
+    /// its own audit log, whether one range covers them all or each gap starts a new query, and
+    /// nothing of an unlisted workload inside the range.
+    #[test]
+    fn batched_transitions_are_each_workloads_running_transitions() {
+        use WorkloadState::*;
+        use gantry_store::{NewWorkload, Transition};
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let mut s = Store::open(dir.path().join("s.db")).unwrap_or_else(|e| panic!("{e}"));
+        let spec = serde_json::from_value(serde_json::json!({
+            "name": "w", "resources": {"gpu": {"count": 1}}, "run": {"command": ["true"]}
+        }))
+        .unwrap_or_else(|e| panic!("{e}"));
+        let new = NewWorkload::from_spec(spec, "ann", 0);
+        let ok = |r: gantry_store::Result<Workload>| r.unwrap_or_else(|e| panic!("{e}"));
+        let ids: Vec<WorkloadId> = (0..4).map(|i| ok(s.submit(&new, "ann", i)).id).collect();
+        let steps = [
+            (Pending, Scheduled),
+            (Scheduled, Running),
+            (Running, Preempted),
+            (Preempted, Pending),
+            (Pending, Scheduled),
+            (Scheduled, Running),
+        ];
+        for (n, (from, to)) in steps.into_iter().enumerate() {
+            for (k, &id) in ids.iter().enumerate() {
+                let at = 10 * n as i64 + k as i64;
+                ok(s.transition(id, from, Transition::to(to), "t", at));
+            }
+        }
+        let listed: Vec<Workload> = [ids[0], ids[1], ids[3]]
+            .iter()
+            .map(|&id| ok(s.get(id).map(|w| w.unwrap_or_else(|| panic!("{id}")))))
+            .collect();
+        let expected: BTreeMap<WorkloadId, Vec<Event>> = listed
+            .iter()
+            .map(|w| {
+                let mut log = s.events(w.id).unwrap_or_else(|e| panic!("{e}"));
+                log.retain(|e| {
+                    e.action == gantry_store::actions::TRANSITION
+                        && (e.from_state == Some(Running) || e.to_state == Some(Running))
+                });
+                (w.id, log)
+            })
+            .collect();
+        assert!(expected.values().all(|log| log.len() == 3));
+        for gap in [MAX_ID_GAP, 1] {
+            let got =
+                running_transitions_within(&s, &listed, gap).unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!(got, expected, "gap {gap}");
+        }
+        let w = &listed[0];
+        assert_eq!(runs_of(w, &expected[&w.id], 100), vec![(10, 20), (50, 100)]);
     }
 
     #[test]

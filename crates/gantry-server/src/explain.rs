@@ -951,7 +951,7 @@ fn list_all(
 }
 
 /// Why a workload waits and when it will start, or where it runs and why there.
-#[utoipa::path(get, path = "/api/workloads/{id}/explain", params(("id" = String, Path, description = "wl-<n>")),
+#[utoipa::path(get, path = "/api/workloads/{id}/explain", params(("id" = String, Path, description = "wl-<n>", pattern = "^wl-[1-9][0-9]{0,17}$", example = "wl-1")),
     responses((status = 200, body = Explanation), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)),
     security(("bearer" = [])))]
 async fn explain_workload(

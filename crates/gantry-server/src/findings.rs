@@ -39,8 +39,12 @@ pub(crate) struct Doc;
 #[serde(deny_unknown_fields)]
 pub struct FindingsParams {
     /// How far back from now: `24h`, `7d`, `30d`, ... (default `7d`).
+    #[param(
+        pattern = "^\\s*(0*[1-9][0-9]{0,5}w([0-9]{1,6}d)?([0-9]{1,6}h)?([0-9]{1,6}m)?([0-9]{1,6}s)?|0*[1-9][0-9]{0,5}d([0-9]{1,6}h)?([0-9]{1,6}m)?([0-9]{1,6}s)?|0*[1-9][0-9]{0,5}h([0-9]{1,6}m)?([0-9]{1,6}s)?|0*[1-9][0-9]{0,5}m([0-9]{1,6}s)?|0*[1-9][0-9]{0,5}s)\\s*$"
+    )]
     pub window: Option<String>,
     /// Utilisation percentage under which a GPU counts as underused (default 30).
+    #[param(minimum = 0, maximum = 100)]
     pub idle_threshold: Option<f64>,
 }
 

@@ -440,10 +440,10 @@ impl Store {
             })
             .optional()?;
         if exists.is_some() {
-            return Err(Error::invalid(
-                "name",
-                format!("a webhook named {name} exists; remove it first"),
-            ));
+            return Err(Error::AlreadyExists {
+                what: "webhook",
+                id: name.to_string(),
+            });
         }
         tx.execute(
             "INSERT INTO webhooks (name, url, format, created_at) VALUES (?1, ?2, ?3, ?4)",

@@ -59,6 +59,14 @@ pub enum Error {
         /// Its id or name.
         id: String,
     },
+    /// A row with this name exists already.
+    #[error("{what} {id} already exists; remove it first")]
+    AlreadyExists {
+        /// What was added (`webhook`).
+        what: &'static str,
+        /// Its name.
+        id: String,
+    },
     /// Compare-and-set failed: the workload is not in the state the caller expected.
     #[error("workload {id} is {actual}, not {expected}")]
     Conflict {

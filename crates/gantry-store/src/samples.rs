@@ -21,7 +21,9 @@ use rusqlite::types::Value;
 use rusqlite::{Row, params};
 use serde::{Deserialize, Serialize};
 
-/// Schema version 2: the `gpu_samples` table.
+/// Schema version 2: the `gpu_samples` and `gpu_sample_minutes` tables, and the `events_running`
+/// index over the transitions into and out of `running` that cost accounting reads for a window
+/// ([`crate::Store::running_transitions`]).
 pub(crate) const MIGRATION: &str = r#"
 CREATE TABLE gpu_samples (
     at                INTEGER NOT NULL,
@@ -50,6 +52,10 @@ CREATE TABLE gpu_sample_minutes (
 CREATE INDEX gpu_sample_minutes_at ON gpu_sample_minutes (at);
 CREATE INDEX gpu_sample_minutes_workload ON gpu_sample_minutes (workload_id, at)
     WHERE workload_id IS NOT NULL;
+-- Within one workload_id its entries are in rowid (seq) order. The WHERE clause must stay the same,
+-- term for term, as the query in Store::running_transitions for SQLite to use it.
+CREATE INDEX events_running ON events (workload_id)
+    WHERE action = 'transition' AND (from_state = 'running' OR to_state = 'running');
 "#;
 
 /// The rollup's granularity: one minute.

@@ -26,6 +26,10 @@ const WORKLOAD_COLUMNS: &str = "id, name, owner, queue, priority, state, spec, a
 const EVENT_COLUMNS: &str =
     "seq, workload_id, subject, actor, action, from_state, to_state, reason, at";
 
+/// The filter and order of [`Store::running_transitions`] (ids `?1..=?2`).
+const RUNNING_TRANSITIONS: &str = "workload_id BETWEEN ?1 AND ?2 AND action = 'transition' \
+     AND (from_state = 'running' OR to_state = 'running') ORDER BY workload_id, seq";
+
 /// The default database: `$XDG_DATA_HOME/gantry/gantry.db`, else `$HOME/.local/share/gantry/gantry.db`.
 pub fn default_path() -> Result<PathBuf> {
     default_path_from(std::env::var_os("XDG_DATA_HOME"), std::env::var_os("HOME"))
@@ -323,6 +327,16 @@ impl Store {
         let sql = format!("SELECT {EVENT_COLUMNS} FROM events WHERE workload_id = ?1 ORDER BY seq");
         let mut st = self.conn.prepare_cached(&sql)?;
         st.query_and_then([id.raw()], read_event)?.collect()
+    }
+
+    /// The `transition` events into or out of `running` of the workloads with ids in
+    /// `first..=last`, by workload then oldest first: one range scan of the `events_running` index.
+    pub fn running_transitions(&self, first: WorkloadId, last: WorkloadId) -> Result<Vec<Event>> {
+        // The literals match the partial index's WHERE clause term for term, so SQLite uses it.
+        let sql = format!("SELECT {EVENT_COLUMNS} FROM events WHERE {RUNNING_TRANSITIONS}");
+        let mut st = self.conn.prepare_cached(&sql)?;
+        st.query_and_then([first.raw(), last.raw()], read_event)?
+            .collect()
     }
 
     /// Up to `limit` events of the whole audit log after position `after` (0 = from the start).
@@ -700,5 +714,66 @@ mod tests {
             .pragma_query_value(None, "journal_mode", |r| r.get(0))
             .unwrap();
         assert_eq!(mode, "wal");
+    }
+
+    #[test]
+    fn running_transitions_reads_only_runs_of_the_range_from_the_index() {
+        use gantry_core::spec::WorkloadSpec;
+        use {Transition as T, WorkloadState as S};
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = Store::open(dir.path().join("s.db")).unwrap();
+        let spec: WorkloadSpec = serde_json::from_value(serde_json::json!({
+            "name": "t", "kind": "training", "queue": "q",
+            "resources": {"cpu": "1", "memory": "1Gi", "gpu": {"count": 1}},
+            "run": {"command": ["true"]}
+        }))
+        .unwrap();
+        let new = NewWorkload::from_spec(spec, "alice", 100);
+        let ids: Vec<WorkloadId> = (0..3)
+            .map(|i| s.submit(&new, "alice", i).unwrap().id)
+            .collect();
+        let steps = [
+            (S::Pending, S::Scheduled),
+            (S::Scheduled, S::Running),
+            (S::Running, S::Failed),
+            (S::Failed, S::Pending),
+            (S::Pending, S::Scheduled),
+            (S::Scheduled, S::Running),
+            (S::Running, S::Succeeded),
+        ];
+        for (n, (from, to)) in steps.into_iter().enumerate() {
+            for (k, &id) in [ids[0], ids[2]].iter().enumerate() {
+                let at = 100 * n as i64 + k as i64;
+                s.transition(id, from, T::to(to), "executor", at).unwrap();
+            }
+        }
+        let got = s.running_transitions(ids[0], ids[1]).unwrap();
+        let seen: Vec<_> = got
+            .iter()
+            .map(|e| (e.workload, e.from_state, e.to_state, e.at))
+            .collect();
+        let w = Some(ids[0]);
+        assert_eq!(
+            seen,
+            vec![
+                (w, Some(S::Scheduled), Some(S::Running), 100),
+                (w, Some(S::Running), Some(S::Failed), 200),
+                (w, Some(S::Scheduled), Some(S::Running), 500),
+                (w, Some(S::Running), Some(S::Succeeded), 600),
+            ]
+        );
+        assert_eq!(s.running_transitions(ids[1], ids[2]).unwrap().len(), 4);
+        let sql = format!(
+            "EXPLAIN QUERY PLAN SELECT {EVENT_COLUMNS} FROM events WHERE {RUNNING_TRANSITIONS}"
+        );
+        let mut st = s.conn.prepare(&sql).unwrap();
+        let plan: Vec<String> = st
+            .query_map([1, 2], |r| r.get(3))
+            .unwrap()
+            .collect::<rusqlite::Result<_>>()
+            .unwrap();
+        let plan = plan.join("; ");
+        assert!(plan.contains("USING INDEX events_running"), "{plan}");
+        assert!(!plan.contains("TEMP B-TREE"), "no sort: {plan}");
     }
 }

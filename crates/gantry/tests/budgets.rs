@@ -532,6 +532,13 @@ fn bad_input_names_the_field_roles_apply_and_urls_are_redacted() {
         Some(&operator),
     );
     assert!(out.status.success(), "{}", text(&out.stderr));
+    // A second webhook of the same name is a conflict, not a bad request.
+    let r = ops.post_json(
+        "/api/webhooks",
+        &json!({"name": "chat", "url": secret, "format": "json"}).to_string(),
+    );
+    assert_eq!(r.status, 409, "{}", r.body);
+    assert_eq!(r.api_error().1.as_deref(), Some("name"), "{}", r.body);
     let out = server.cli(
         &[
             "budget",

@@ -61,6 +61,10 @@ fn is_default<T: Default + PartialEq>(t: &T) -> bool {
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct WorkloadSpec {
     /// Name: lowercase letters, digits, '-' and '.', at most 63 characters; unique in a file.
+    #[cfg_attr(
+        feature = "schema",
+        schemars(pattern(r"^[a-z0-9]([a-z0-9.-]{0,61}[a-z0-9])?$"))
+    )]
     pub name: String,
     /// What sort of work it is (default `batch`).
     #[serde(default, skip_serializing_if = "is_default")]
