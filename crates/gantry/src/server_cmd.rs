@@ -290,7 +290,7 @@ pub fn demo(args: DemoArgs) -> anyhow::Result<()> {
         let addr = rx.await.context("the server did not start")?;
         let url = format!("http://{addr}");
         println!("gantry demo: {} simulated GPUs ({}) at {url}", args.simulate_gpus, dir.display());
-        println!("  API docs: {url}/docs    metrics: {url}/metrics");
+        println!("  dashboard: {url}/    API docs: {url}/docs    metrics: {url}/metrics");
         println!("  try: GANTRY_SERVER={url} gantry workloads   |   gantry nodes   |   gantry logs <id> -f");
         let client = crate::client::Client::new(&url, None);
         for (name, kind, class, gpu, secs) in DEMO {
