@@ -13,6 +13,14 @@ pub enum GpuError {
         /// What is wrong with it.
         problem: String,
     },
+    /// An entry of a `--simulate-faults` spec is invalid; `token` is the entry as written.
+    #[error("invalid --simulate-faults entry {token:?}: {problem}")]
+    FaultSpec {
+        /// The offending entry (or the whole spec when it is empty).
+        token: String,
+        /// What is wrong with it.
+        problem: String,
+    },
     /// NVML could not be initialised: the library is missing, or the driver refused.
     #[error("{0}")]
     NvmlInit(String),

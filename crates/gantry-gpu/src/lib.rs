@@ -38,10 +38,23 @@
 //! Errors name the entry and the problem, e.g.
 //! `invalid --simulate-gpus entry "H100-40GB": unknown memory size 40GB for H100 (known: 80GB)`.
 //! Details of the simulated telemetry are in [`sim`].
+//!
+//! # The `--simulate-faults` grammar
+//!
+//! ```text
+//! spec  := entry ( "," entry )*
+//! entry := INDEX ":" ( "xid=" CODE | "ecc=" COUNT | "temp=" CELSIUS | "lost" ) [ "@" TIME ]
+//! TIME  := seconds after start, unit ms | s | m (default s; default time 0s)
+//! ```
+//!
+//! e.g. `1:xid=79@5s,2:temp=95@0s,3:ecc=2@10s`: the simulated GPU shows the fault in its telemetry
+//! from that time on, and [`health::derive_health`] judges it as it judges real data. Details and
+//! errors in [`faults`].
 
 #![warn(missing_docs)]
 
 pub mod error;
+pub mod faults;
 pub mod health;
 pub mod model;
 pub mod nvml;
@@ -54,6 +67,7 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 pub use error::GpuError;
+pub use faults::{FaultKind, ScheduledFault, parse_faults};
 pub use health::derive_health;
 pub use model::{model_key, model_key_of, sold_gb};
 pub use nvml::NvmlBackend;
@@ -69,6 +83,8 @@ pub use types::{
 pub struct DiscoverOptions {
     /// A `--simulate-gpus` spec; when set, the simulated backend is used.
     pub simulate: Option<String>,
+    /// A `--simulate-faults` spec (see [`faults`]): faults the simulated GPUs get at given times.
+    pub simulate_faults: Option<String>,
     /// Seed for simulated UUIDs and telemetry noise.
     pub seed: u64,
     /// A file of captured `nvidia-smi -q -x` output; when set (and `simulate` is not), it is used.
@@ -136,20 +152,30 @@ pub struct Discovery {
 /// XML or topology file. A missing driver gives `Ok` with zero GPUs.
 pub fn discover(opts: &DiscoverOptions) -> Result<Discovery, GpuError> {
     if let Some(spec) = &opts.simulate {
-        let sim = SimulatedBackend::new(spec, opts.seed)?;
+        let mut sim = SimulatedBackend::new(spec, opts.seed)?;
         let devices = sim.devices().to_vec();
-        let note = format!(
+        let mut note = format!(
             "simulating {} GPU{} from {spec:?} (seed {})",
             devices.len(),
             if devices.len() == 1 { "" } else { "s" },
             opts.seed
         );
+        if let Some(faults) = &opts.simulate_faults {
+            sim.schedule(parse_faults(faults, devices.len())?)?;
+            note.push_str(&format!(" with faults {faults:?}"));
+        }
         return Ok(Discovery {
             backend: Backend::Simulated(sim),
             devices,
             note,
             warnings: Vec::new(),
             driver_version: None,
+        });
+    }
+    if let Some(faults) = &opts.simulate_faults {
+        return Err(GpuError::FaultSpec {
+            token: faults.clone(),
+            problem: "faults need simulated GPUs (--simulate-gpus)".into(),
         });
     }
     if let Some(xml) = &opts.nvidia_smi_xml {
@@ -334,6 +360,43 @@ mod tests {
         assert!(
             matches!(e, GpuError::Spec { ref token, .. } if token == "3xH101"),
             "{e}"
+        );
+    }
+
+    #[test]
+    fn simulated_faults_through_discovery() {
+        let opts = DiscoverOptions {
+            simulate: Some("4xH100-80GB".into()),
+            simulate_faults: Some("1:xid=79@2s".into()),
+            ..DiscoverOptions::default()
+        };
+        let mut d = discover(&opts).unwrap();
+        assert!(
+            d.note().ends_with(r#" with faults "1:xid=79@2s""#),
+            "{}",
+            d.note()
+        );
+        assert!(d.poll(1.0, &[]).iter().all(|s| s.health.is_ok()));
+        let later = d.poll(2.0, &[]);
+        assert!(later[1].health.is_failed());
+        assert!(later[0].health.is_ok() && later[2].health.is_ok());
+
+        let bad_index = DiscoverOptions {
+            simulate_faults: Some("4:lost".into()),
+            ..opts.clone()
+        };
+        assert_eq!(
+            discover(&bad_index).unwrap_err().to_string(),
+            r#"invalid --simulate-faults entry "4:lost": no GPU 4 (4 simulated, indices from 0)"#
+        );
+        let without_sim = DiscoverOptions {
+            simulate: None,
+            nvml_library: Some("/nonexistent/libnvidia-ml.so.1".into()),
+            ..opts
+        };
+        assert_eq!(
+            discover(&without_sim).unwrap_err().to_string(),
+            r#"invalid --simulate-faults entry "1:xid=79@2s": faults need simulated GPUs (--simulate-gpus)"#
         );
     }
 

@@ -22,6 +22,7 @@
 //! values. Noise is hashed from (seed, GPU, channel, 10-second bucket) and interpolated within a bucket.
 
 use crate::error::GpuError;
+use crate::faults::{FaultKind, ScheduledFault};
 use crate::types::{
     Allocation, ComputeCapability, EccCounts, GpuDevice, GpuTelemetry, MigMode, NvLinkPeer,
     XidEvent,
@@ -351,6 +352,25 @@ struct Faults {
     ecc_uncorrectable: u64,
     overheat: bool,
     lost: bool,
+    temperature_c: Option<i32>,
+}
+
+impl Faults {
+    /// Adds one fault (as `inject` does for a [`SimFault`]).
+    fn apply(&mut self, fault: SimFault) {
+        match fault {
+            SimFault::Xid(xid) => match self.xids.iter_mut().find(|e| e.xid == xid) {
+                Some(e) => e.count = e.count.saturating_add(1),
+                None => self.xids.push(XidEvent { xid, count: 1 }),
+            },
+            SimFault::EccUncorrectable(n) => {
+                self.ecc_uncorrectable = self.ecc_uncorrectable.saturating_add(n)
+            }
+            SimFault::Overheat => self.overheat = true,
+            SimFault::Lost => self.lost = true,
+            SimFault::Clear => *self = Faults::default(),
+        }
+    }
 }
 
 /// Simulated GPUs built from a spec and a seed.
@@ -360,6 +380,7 @@ pub struct SimulatedBackend {
     devices: Vec<GpuDevice>,
     models: Vec<&'static SimModel>,
     faults: Vec<Faults>,
+    scheduled: Vec<ScheduledFault>,
 }
 
 impl SimulatedBackend {
@@ -411,6 +432,7 @@ impl SimulatedBackend {
             devices,
             models,
             faults,
+            scheduled: Vec::new(),
         })
     }
 
@@ -425,19 +447,39 @@ impl SimulatedBackend {
             .faults
             .get_mut(index as usize)
             .ok_or(GpuError::NoSuchGpu(index))?;
-        match fault {
-            SimFault::Xid(xid) => match faults.xids.iter_mut().find(|e| e.xid == xid) {
-                Some(e) => e.count = e.count.saturating_add(1),
-                None => faults.xids.push(XidEvent { xid, count: 1 }),
-            },
-            SimFault::EccUncorrectable(n) => {
-                faults.ecc_uncorrectable = faults.ecc_uncorrectable.saturating_add(n)
-            }
-            SimFault::Overheat => faults.overheat = true,
-            SimFault::Lost => faults.lost = true,
-            SimFault::Clear => *faults = Faults::default(),
-        }
+        faults.apply(fault);
         Ok(())
+    }
+
+    /// Schedules faults (a parsed `--simulate-faults` spec): each applies from its `at_s` on, in
+    /// addition to injected ones. Errors if one names a GPU that does not exist.
+    pub fn schedule(&mut self, faults: Vec<ScheduledFault>) -> Result<(), GpuError> {
+        if let Some(f) = faults
+            .iter()
+            .find(|f| f.index as usize >= self.devices.len())
+        {
+            return Err(GpuError::NoSuchGpu(f.index));
+        }
+        self.scheduled = faults;
+        Ok(())
+    }
+
+    /// The faults of GPU `index` at time `t`: the injected ones plus the scheduled ones due by `t`.
+    fn faults_at(&self, index: u32, injected: &Faults, t: f64) -> Faults {
+        let mut faults = injected.clone();
+        for f in self
+            .scheduled
+            .iter()
+            .filter(|f| f.index == index && f.at_s <= t)
+        {
+            match f.kind {
+                FaultKind::Xid(xid) => faults.apply(SimFault::Xid(xid)),
+                FaultKind::EccUncorrectable(n) => faults.apply(SimFault::EccUncorrectable(n)),
+                FaultKind::Temperature(c) => faults.temperature_c = Some(c),
+                FaultKind::Lost => faults.apply(SimFault::Lost),
+            }
+        }
+        faults
     }
 
     /// Telemetry of every device at time `t` (seconds) under `allocations`; pure and deterministic.
@@ -454,7 +496,8 @@ impl SimulatedBackend {
                     .map(|a| u64::from(a.share_milli))
                     .sum();
                 let share = (share_milli.min(1000) as f64) / 1000.0;
-                self.one(device.index, model, faults, share, t)
+                let faults = self.faults_at(device.index, faults, t);
+                self.one(device.index, model, &faults, share, t)
             })
             .collect()
     }
@@ -490,6 +533,9 @@ impl SimulatedBackend {
         if faults.overheat {
             temperature = f64::from(m.slowdown_c) + 3.0;
         }
+        if let Some(c) = faults.temperature_c {
+            temperature = f64::from(c);
+        }
         let power =
             (m.idle_power_w + (m.power_limit_w * 0.95 - m.idle_power_w) * load + 4.0 * noise(4)
                 - 2.0)
@@ -502,7 +548,8 @@ impl SimulatedBackend {
             memory_free_mib: Some(m.memory_mib - used_mib),
             temperature_c: Some(temperature.round() as i32),
             temperature_slowdown_c: Some(m.slowdown_c),
-            thermal_slowdown_active: faults.overheat,
+            thermal_slowdown_active: faults.overheat
+                || faults.temperature_c.is_some_and(|c| c >= m.slowdown_c),
             power_draw_w: Some((power * 100.0).round() / 100.0),
             power_limit_w: Some(m.power_limit_w),
             ecc: EccCounts {
@@ -805,6 +852,79 @@ mod tests {
             assert!(u.abs_diff(prev) <= 2, "jump {prev} -> {u}");
             prev = u;
         }
+    }
+
+    #[test]
+    fn scheduled_faults_apply_from_their_time_on() {
+        let mut b = SimulatedBackend::new("4xH100-80GB", 5).unwrap();
+        let spec = "1:xid=79@5s,2:temp=95@0s,3:ecc=2@10s,0:xid=13@1s,0:lost@60s";
+        b.schedule(crate::faults::parse_faults(spec, 4).unwrap())
+            .unwrap();
+        let health =
+            |t: f64| -> Vec<GpuHealth> { b.telemetry(t, &[]).iter().map(derive_health).collect() };
+        let at0 = health(0.0);
+        assert_eq!(at0[1], GpuHealth::Ok);
+        assert_eq!(
+            at0[2],
+            GpuHealth::Degraded {
+                reason: "temperature 95 C at or above slowdown threshold 89 C".into()
+            }
+        );
+        assert!(b.telemetry(0.0, &[])[2].thermal_slowdown_active);
+        assert_eq!(at0[3], GpuHealth::Ok);
+        assert_eq!(health(4.999)[1], GpuHealth::Ok);
+        for t in [5.0, 9.0, 10.0, 3600.0] {
+            assert_eq!(
+                health(t)[1],
+                GpuHealth::Failed {
+                    reason: "XID 79 (GPU has fallen off the bus)".into()
+                },
+                "t = {t}"
+            );
+            // Applied from the spec, not accumulated per poll: one event however often it is read.
+            assert_eq!(
+                b.telemetry(t, &[])[1].xid_events,
+                vec![XidEvent { xid: 79, count: 1 }]
+            );
+        }
+        assert_eq!(health(9.9)[3], GpuHealth::Ok);
+        let tel = b.telemetry(10.0, &[]);
+        assert_eq!(tel[3].ecc.volatile_uncorrected, Some(2));
+        assert_eq!(
+            derive_health(&tel[3]),
+            GpuHealth::Failed {
+                reason: "2 uncorrectable ECC errors since driver load".into()
+            }
+        );
+        // An application XID shows in telemetry but leaves the GPU healthy; then it is lost.
+        assert_eq!(tel[0].xid_events, vec![XidEvent { xid: 13, count: 1 }]);
+        assert_eq!(derive_health(&tel[0]), GpuHealth::Ok);
+        assert!(b.telemetry(60.0, &[])[0].gpu_lost);
+        assert!(health(60.0)[0].is_failed());
+        // Deterministic: the same backend and time read the same, a fresh one too.
+        let mut c = SimulatedBackend::new("4xH100-80GB", 5).unwrap();
+        c.schedule(crate::faults::parse_faults(spec, 4).unwrap())
+            .unwrap();
+        assert_eq!(b.telemetry(12.5, &[]), c.telemetry(12.5, &[]));
+        // Scheduled faults add to injected ones; clearing the injected ones keeps the schedule.
+        c.inject(1, SimFault::Xid(79)).unwrap();
+        assert_eq!(
+            c.telemetry(6.0, &[])[1].xid_events,
+            vec![XidEvent { xid: 79, count: 2 }]
+        );
+        c.inject(1, SimFault::Clear).unwrap();
+        assert_eq!(
+            c.telemetry(6.0, &[])[1].xid_events,
+            vec![XidEvent { xid: 79, count: 1 }]
+        );
+        assert!(matches!(
+            c.schedule(vec![crate::faults::ScheduledFault {
+                index: 4,
+                kind: crate::faults::FaultKind::Lost,
+                at_s: 0.0
+            }]),
+            Err(GpuError::NoSuchGpu(4))
+        ));
     }
 
     #[test]

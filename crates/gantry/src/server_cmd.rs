@@ -28,6 +28,10 @@ pub struct ServeArgs {
     /// (grammar: `[COUNTx]MODEL[-MEMGB]`, comma separated; models H100 H200 A100 L40S L4 A10 T4 V100).
     #[arg(long, value_name = "SPEC")]
     simulate_gpus: Option<String>,
+    /// Faults for the simulated GPUs, e.g. `1:xid=79@5s,2:temp=95@0s,3:ecc=2@10s` (grammar:
+    /// `INDEX:FAULT[@TIME]`, comma separated; faults xid=CODE ecc=COUNT temp=C lost; time after start).
+    #[arg(long, value_name = "SPEC", requires = "simulate_gpus")]
+    simulate_faults: Option<String>,
     /// Run workloads as this uid:gid when the server runs as root (default 65534:65534, nobody).
     #[arg(long, value_name = "UID:GID")]
     run_as: Option<String>,
@@ -146,6 +150,7 @@ fn config(args: ServeArgs) -> anyhow::Result<ServeConfig> {
         auth: !args.no_auth,
         gpus: DiscoverOptions {
             simulate: args.simulate_gpus,
+            simulate_faults: args.simulate_faults,
             seed: 42,
             ..DiscoverOptions::default()
         },
@@ -265,6 +270,7 @@ pub fn demo(args: DemoArgs) -> anyhow::Result<()> {
         log_dir: Some(dir.join("logs")),
         no_auth: true,
         simulate_gpus: Some(args.simulate_gpus.clone()),
+        simulate_faults: None,
         run_as: None,
         grace: 5,
         cpus: Some(64),
