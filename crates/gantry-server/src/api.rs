@@ -1090,43 +1090,19 @@ async fn cost_analysis(
     let p = principal(req.extensions());
     need(&p, Permission::ReadCluster)?;
     let Query(q) = query.map_err(query_error)?;
-    let window = q.window.unwrap_or_else(|| "7d".to_string());
-    let secs = gantry_core::spec::Duration(window.clone())
-        .seconds()
-        .map_err(|e| ApiError::invalid("window", format!("{window:?}: {e}")))?;
-    if secs == 0 {
-        return Err(ApiError::invalid(
-            "window",
-            "must be longer than zero (e.g. 7d)",
-        ));
-    }
+    let (window, span, idle_threshold) =
+        crate::costs::window_params(q.window, q.idle_threshold, now_ms())?;
+    let gantry_cost::Window { from_ms, to_ms } = span;
     let group_by: gantry_cost::GroupBy = q
         .group_by
         .as_deref()
         .unwrap_or("queue")
         .parse()
         .map_err(|e: String| ApiError::invalid("group_by", e))?;
-    let idle_threshold = q.idle_threshold.unwrap_or(30.0);
-    if !(0.0..=100.0).contains(&idle_threshold) {
-        return Err(ApiError::invalid(
-            "idle_threshold",
-            "must be a percentage between 0 and 100",
-        ));
-    }
-    let to_ms = now_ms();
-    let from_ms =
-        to_ms.saturating_sub(i64::try_from(secs.saturating_mul(1000)).unwrap_or(i64::MAX));
     let owner = (p.role == Role::Submitter).then(|| p.name.clone());
-    let usage =
-        crate::costs::load_usage(&state, owner, gantry_cost::Window { from_ms, to_ms }).await?;
-    let analysis = gantry_cost::analyse(
-        &usage,
-        gantry_cost::Window { from_ms, to_ms },
-        &state.prices,
-        group_by,
-        idle_threshold,
-    )
-    .map_err(|e| ApiError::internal(e.to_string()))?;
+    let usage = crate::costs::load_usage(&state, owner, span).await?;
+    let analysis = gantry_cost::analyse(&usage, span, &state.prices, group_by, idle_threshold)
+        .map_err(|e| ApiError::internal(e.to_string()))?;
     Ok(Json(CostAnalysis {
         window,
         from_ms,

@@ -41,6 +41,42 @@ pub fn bucket_ms(window: Window) -> i64 {
     ((span + MIN_BUCKET_MS / 2) / MIN_BUCKET_MS * MIN_BUCKET_MS).max(MIN_BUCKET_MS)
 }
 
+/// The `window` (default `7d`, ending at `now`) and `idle_threshold` (default 30 %) query parameters
+/// of the cost routes, checked: the window's text, its span, and the threshold.
+pub(crate) fn window_params(
+    window: Option<String>,
+    idle_threshold: Option<f64>,
+    now: UnixMillis,
+) -> Result<(String, Window, f64), crate::error::ApiError> {
+    use crate::error::ApiError;
+    let text = window.unwrap_or_else(|| "7d".to_string());
+    let secs = gantry_core::spec::Duration(text.clone())
+        .seconds()
+        .map_err(|e| ApiError::invalid("window", format!("{text:?}: {e}")))?;
+    if secs == 0 {
+        return Err(ApiError::invalid(
+            "window",
+            "must be longer than zero (e.g. 7d)",
+        ));
+    }
+    let idle_threshold = idle_threshold.unwrap_or(30.0);
+    if !(0.0..=100.0).contains(&idle_threshold) {
+        return Err(ApiError::invalid(
+            "idle_threshold",
+            "must be a percentage between 0 and 100",
+        ));
+    }
+    let from_ms = now.saturating_sub(i64::try_from(secs.saturating_mul(1000)).unwrap_or(i64::MAX));
+    Ok((
+        text,
+        Window {
+            from_ms,
+            to_ms: now,
+        },
+        idle_threshold,
+    ))
+}
+
 /// The GPU fraction one assigned GPU holds: MIG compute slices of 7, a milli-share, or the whole GPU.
 pub fn fraction_of(gpu: &AssignedGpu) -> GpuFraction {
     if let Some(mig) = &gpu.mig {

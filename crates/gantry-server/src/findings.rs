@@ -153,27 +153,9 @@ async fn findings(
     let p = principal(req.extensions());
     need(&p, Permission::ReadCluster)?;
     let Query(q) = query.map_err(query_error)?;
-    let window_text = q.window.unwrap_or_else(|| "7d".to_string());
-    let secs = gantry_core::spec::Duration(window_text.clone())
-        .seconds()
-        .map_err(|e| ApiError::invalid("window", format!("{window_text:?}: {e}")))?;
-    if secs == 0 {
-        return Err(ApiError::invalid(
-            "window",
-            "must be longer than zero (e.g. 7d)",
-        ));
-    }
-    let idle_threshold = q.idle_threshold.unwrap_or(30.0);
-    if !(0.0..=100.0).contains(&idle_threshold) {
-        return Err(ApiError::invalid(
-            "idle_threshold",
-            "must be a percentage between 0 and 100",
-        ));
-    }
-    let to_ms = now_ms();
-    let from_ms =
-        to_ms.saturating_sub(i64::try_from(secs.saturating_mul(1000)).unwrap_or(i64::MAX));
-    let window = Window { from_ms, to_ms };
+    let (window_text, window, idle_threshold) =
+        crate::costs::window_params(q.window, q.idle_threshold, now_ms())?;
+    let Window { from_ms, to_ms } = window;
     let owner = (p.role == Role::Submitter).then(|| p.name.clone());
     let history = load_history(&state, owner, window).await?;
     let machine = state.runner.machine();

@@ -1,6 +1,6 @@
 //! GPU health alerts end to end: the real `gantry serve` on simulated GPUs with a scheduled fault
 //! (`--simulate-faults 1:xid=79@2s`: GPU 1 falls off the bus two seconds after start) and a real
-//! HTTP receiver on loopback (a small HTTP/1.1 server on a std `TcpListener`, below) that records
+//! HTTP receiver on loopback (a small HTTP/1.1 server on a std `TcpListener`, in `server/receiver.rs`) that records
 //! every webhook POST.
 //!
 //! Exactly one alert naming the GPU and the XID arrives; further polls and a `kill -9` restart on
@@ -10,112 +10,18 @@
 
 #[path = "server/harness.rs"]
 mod harness;
+#[path = "server/receiver.rs"]
+mod receiver;
 
 use harness::{GPUS, Http, Opts, Server, bin, free_port, text, wait_for};
+use receiver::Receiver;
 use serde_json::{Value, json};
 use std::fs::File;
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{TcpListener, TcpStream};
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 fn secs(n: u64) -> Duration {
     Duration::from_secs(n)
-}
-
-/// One POST the receiver got.
-#[derive(Clone, Debug)]
-struct Hit {
-    path: String,
-    body: Value,
-}
-
-/// A webhook receiver on loopback that answers 200 to every POST.
-struct Receiver {
-    hits: Arc<Mutex<Vec<Hit>>>,
-    stop: Arc<AtomicBool>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-impl Receiver {
-    fn start(port: u16) -> Receiver {
-        let listener = TcpListener::bind(("127.0.0.1", port)).expect("bind the receiver");
-        listener.set_nonblocking(true).unwrap();
-        let hits: Arc<Mutex<Vec<Hit>>> = Arc::default();
-        let stop = Arc::new(AtomicBool::new(false));
-        let (h, s) = (hits.clone(), stop.clone());
-        let thread = std::thread::spawn(move || {
-            while !s.load(Ordering::SeqCst) {
-                match listener.accept() {
-                    Ok((stream, _)) => serve_one(stream, &h),
-                    Err(_) => std::thread::sleep(Duration::from_millis(10)),
-                }
-            }
-        });
-        Receiver {
-            hits,
-            stop,
-            thread: Some(thread),
-        }
-    }
-
-    /// The bodies POSTed to `path`.
-    fn delivered(&self, path: &str) -> Vec<Value> {
-        self.hits
-            .lock()
-            .unwrap()
-            .iter()
-            .filter(|h| h.path == path)
-            .map(|h| h.body.clone())
-            .collect()
-    }
-}
-
-impl Drop for Receiver {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
-
-/// Reads one HTTP/1.1 request, records it and answers 200 (then closes the connection).
-fn serve_one(stream: TcpStream, hits: &Mutex<Vec<Hit>>) {
-    stream.set_nonblocking(false).unwrap();
-    stream.set_read_timeout(Some(secs(5))).unwrap();
-    let mut reader = BufReader::new(stream.try_clone().unwrap());
-    let mut line = String::new();
-    if reader.read_line(&mut line).is_err() {
-        return;
-    }
-    let path = line.split_whitespace().nth(1).unwrap_or("").to_string();
-    let mut length = 0usize;
-    loop {
-        let mut h = String::new();
-        if reader.read_line(&mut h).is_err() || h.trim().is_empty() {
-            break;
-        }
-        if let Some((k, v)) = h.split_once(':')
-            && k.eq_ignore_ascii_case("content-length")
-        {
-            length = v.trim().parse().unwrap_or(0);
-        }
-    }
-    let mut body = vec![0; length];
-    if reader.read_exact(&mut body).is_err() {
-        return;
-    }
-    let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-    hits.lock().unwrap().push(Hit { path, body });
-    let mut stream = stream;
-    let _ = write!(
-        stream,
-        "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok"
-    );
-    let _ = stream.flush();
 }
 
 /// The GPU alerts in `GET /api/alerts`.
