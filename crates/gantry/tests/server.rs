@@ -355,7 +355,9 @@ fn bad_cases(done: &str, pending: &str) -> (Vec<Bad>, usize) {
         // Valid syntax, invalid values.
         bad("POST", w, J, r#"{"name": "a", "resources": {"gpu": {"share": 1200}}, "run": {"command": ["true"]}}"#, 400, Some("resources.gpu.share")),
         bad("POST", w, Y, "name: a\nresources: {gpu: {share: 1200}}\nrun: {command: [\"true\"]}\n", 400, Some("resources.gpu.share")),
-        bad("POST", w, J, r#"{"name": "a", "replicas": 2, "gangMinimum": 3, "run": {"command": ["true"]}}"#, 400, Some("gangMinimum")),
+        bad("POST", w, J, r#"{"name": "a", "gangMinimum": 2, "run": {"command": ["true"]}}"#, 400, Some("gangMinimum")),
+        // One process per workload here: more replicas are refused, not silently run once.
+        bad("POST", w, J, r#"{"name": "a", "replicas": 3, "run": {"command": ["true"]}}"#, 400, Some("replicas")),
         bad("POST", w, J, r#"{"name": "a", "resources": {"gpu": {"count": 3}}, "run": {"command": ["true"]}}"#, 400, Some("resources.gpu.count")),
         bad("POST", w, J, r#"{"name": "a", "resources": {"cpu": "2"}, "run": {"command": ["true"]}}"#, 400, Some("resources.cpu")),
         bad("POST", w, J, r#"{"name": "a", "resources": {"memory": "6Gi"}, "run": {"command": ["true"]}}"#, 400, Some("resources.memory")),

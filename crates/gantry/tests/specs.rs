@@ -41,7 +41,15 @@ fn no_panic(o: &Output) {
 fn the_examples_validate_cleanly() {
     let workloads = example("workloads.yaml");
     let cluster = example("cluster.yaml");
-    let out = gantry(&["validate", "--workloads", &workloads, "--cluster", &cluster]);
+    let out = gantry(&[
+        "validate",
+        "--workloads",
+        &workloads,
+        "--cluster",
+        &cluster,
+        "--mode",
+        "simulation",
+    ]);
     assert!(
         out.status.success(),
         "{}{}",
@@ -55,8 +63,22 @@ fn the_examples_validate_cleanly() {
     );
     assert!(text.contains("workloads.yaml: ok (7 workloads)"), "{text}");
     // Without the cluster, against the shipped defaults.
-    let out = gantry(&["validate", "--workloads", &workloads]);
+    let out = gantry(&[
+        "validate",
+        "--workloads",
+        &workloads,
+        "--mode",
+        "simulation",
+    ]);
     assert!(out.status.success(), "{}", stdout(&out));
+    // `gantry serve` runs one process per workload: the multi-replica gangs are refused there.
+    let out = gantry(&["validate", "--workloads", &workloads]);
+    assert!(!out.status.success());
+    let text = stdout(&out) + &String::from_utf8_lossy(&out.stderr);
+    assert!(
+        text.contains("[0].replicas: the standalone server runs one process per workload, got 2"),
+        "{text}"
+    );
     let out = gantry(&["validate", "--cluster", &cluster]);
     assert!(out.status.success(), "{}", stdout(&out));
 }
@@ -85,7 +107,13 @@ fn every_bad_field_is_reported_with_file_and_path() {
     );
     let file = bad.to_string_lossy().into_owned();
     for cluster in [None, Some(example("cluster.yaml"))] {
-        let mut args = vec!["validate", "--workloads", file.as_str()];
+        let mut args = vec![
+            "validate",
+            "--workloads",
+            file.as_str(),
+            "--mode",
+            "simulation",
+        ];
         if let Some(c) = &cluster {
             args.extend(["--cluster", c.as_str()]);
         }

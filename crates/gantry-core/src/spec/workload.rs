@@ -510,6 +510,16 @@ impl WorkloadSpec {
                 "replicas",
                 format!("must be at least 1, got {}", self.replicas),
             );
+        } else if self.replicas > 1 && ctx.mode == RunMode::Standalone {
+            p.add(
+                "replicas",
+                format!(
+                    "the standalone server runs one process per workload, got {}: ask for more GPUs \
+                     with resources.gpu.count (one process sees them all), or run multi-replica gangs \
+                     in Kubernetes mode",
+                    self.replicas
+                ),
+            );
         }
         if let Some(g) = self.gang_minimum {
             if g < 1 {
@@ -1177,12 +1187,16 @@ mod tests {
         w.replicas = -3;
         only(&w, "replicas");
         w.replicas = 2;
+        // One process per workload standalone: more replicas are refused there, accepted elsewhere.
+        only(&w, "replicas");
+        let sim = ValidationContext::new(None, RunMode::Simulation);
+        assert!(w.validate(&sim).is_ok());
         w.gang_minimum = Some(3);
-        only(&w, "gangMinimum");
+        only_in(&w, &sim, "gangMinimum");
         w.gang_minimum = Some(0);
-        only(&w, "gangMinimum");
+        only_in(&w, &sim, "gangMinimum");
         w.gang_minimum = Some(2);
-        assert!(w.validate(&ctx()).is_ok());
+        assert!(w.validate(&sim).is_ok());
     }
 
     #[test]
@@ -1568,6 +1582,7 @@ mod tests {
             [
                 "gangMinimum",
                 "priorityClass",
+                "replicas",
                 "resources.gpu.share",
                 "retries"
             ]
