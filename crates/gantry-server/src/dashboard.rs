@@ -545,6 +545,7 @@ mod tests {
             ttl_sweep: Duration::from_secs(30),
             prices: None,
             hpc_job_mapping_dir: None,
+            preemption: Default::default(),
         };
         let (tx, rx) = tokio::sync::oneshot::channel();
         tokio::spawn(async move {

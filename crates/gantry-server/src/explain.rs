@@ -153,6 +153,8 @@ pub struct Snapshot<'a> {
     pub history: &'a [Workload],
     /// The runner's reasons for pending workloads it could not start.
     pub waiting: &'a HashMap<WorkloadId, String>,
+    /// Running workloads being preempted (raw id), with the time each is gone at the latest (ms).
+    pub stopping: &'a HashMap<i64, UnixMillis>,
     /// Now, Unix ms.
     pub now_ms: UnixMillis,
 }
@@ -402,7 +404,11 @@ fn forecast(target: &Workload, target_work: &Work, snap: &Snapshot<'_>) -> Forec
         .filter_map(|w| {
             let work = work_of(w, &models).ok()?;
             let started = w.started_at.unwrap_or(now);
-            let rt = runtime(w, snap.history);
+            // A workload being preempted is gone by its SIGKILL deadline.
+            let rt = match snap.stopping.get(&w.id.raw()) {
+                Some(gone) => Runtime::Limit(gone.saturating_sub(started).max(0)),
+                None => runtime(w, snap.history),
+            };
             let end = match rt {
                 Runtime::Limit(ms) | Runtime::Typical { ms, .. } => {
                     Some(started.saturating_add(ms).max(now))
@@ -792,9 +798,22 @@ fn explain_waiting(w: &Workload, snap: &Snapshot<'_>, mut out: Explanation) -> E
             .iter()
             .filter(|r| r.priority < w.priority)
             .count();
-        if busy && lower > 0 {
+        let decided = snap
+            .waiting
+            .get(&w.id)
+            .and_then(|r| r.split_once("; preemption: "))
+            .map(|(_, p)| p.to_string());
+        if let Some(reason) = decided.filter(|_| busy) {
+            lines.push(format!("  preemption: {reason}"));
+            out.reasons.push(Reason {
+                stage: "preemption".into(),
+                filter: None,
+                nodes: 0,
+                reason,
+            });
+        } else if busy && lower > 0 {
             let reason = format!(
-                "{lower} lower-priority running workload(s) hold resources it needs; the standalone server does not preempt"
+                "{lower} lower-priority running workload(s) hold resources it needs; the next scheduling cycle decides whether to preempt"
             );
             lines.push(format!("  preemption: {reason}"));
             out.reasons.push(Reason {
@@ -984,6 +1003,7 @@ async fn explain_workload(
         .filter_map(|p| Some((p.id, state.runner.waiting_reason(p.id)?)))
         .collect();
     let (machine, policy, now) = (state.runner.machine(), state.runner.policy(), now_ms());
+    let stopping = state.runner.stopping();
     // The simulation is CPU work: off the async threads.
     let explanation = tokio::task::spawn_blocking(move || {
         let snap = Snapshot {
@@ -993,6 +1013,7 @@ async fn explain_workload(
             pending: &pending,
             history: &history,
             waiting: &waiting,
+            stopping: &stopping,
             now_ms: now,
         };
         explain(&w, &snap)
@@ -1106,6 +1127,9 @@ mod tests {
         w
     }
 
+    static NONE_STOPPING: std::sync::LazyLock<HashMap<i64, i64>> =
+        std::sync::LazyLock::new(HashMap::new);
+
     fn snapshot<'a>(
         m: &'a Machine,
         run: &'a [Workload],
@@ -1121,6 +1145,7 @@ mod tests {
             pending,
             history,
             waiting,
+            stopping: &NONE_STOPPING,
             now_ms: now,
         }
     }

@@ -15,6 +15,7 @@ pub mod explain;
 pub mod findings;
 pub mod jobmap;
 pub mod metrics;
+pub mod preempt;
 pub mod runner;
 pub mod schedule;
 pub mod serve;

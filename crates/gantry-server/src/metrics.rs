@@ -50,6 +50,8 @@ pub struct Metrics {
     pub queue_wait_seconds: Histogram,
     /// Accepted submissions.
     pub submissions: Counter,
+    /// Running workloads stopped and requeued for higher-priority work.
+    pub preemptions: Counter,
     /// Health per GPU: 0 ok, 1 degraded (usable, alert), 2 failed (no new work).
     pub gpu_health: Family<Labels, Gauge>,
     /// Critical XID errors per GPU and XID code, seen since the server started.
@@ -165,6 +167,7 @@ impl Metrics {
             scheduling_duration_seconds: Histogram::new(exponential_buckets(1e-5, 4.0, 10)),
             queue_wait_seconds: Histogram::new(exponential_buckets(0.01, 4.0, 12)),
             submissions: Counter::default(),
+            preemptions: Counter::default(),
             gpu_health: Family::default(),
             gpu_xid_errors: Family::default(),
             gpu_ecc_uncorrected_errors: Family::default(),
@@ -228,6 +231,11 @@ impl Metrics {
             "gantry_submissions",
             "Accepted workload submissions",
             m.submissions.clone(),
+        );
+        registry.register(
+            "gantry_preemptions",
+            "Running workloads stopped and requeued for higher-priority work",
+            m.preemptions.clone(),
         );
         registry.register(
             "gantry_gpu_health",

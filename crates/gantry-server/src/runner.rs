@@ -9,6 +9,7 @@
 //! (exit record) or lost (retried if its policy allows).
 
 use crate::db::Db;
+use crate::preempt::{self, Holder, Preemption, Situation};
 use crate::schedule::{self, Decision, Machine, Taken, Work};
 use gantry_core::Policy;
 use gantry_core::model::GpuModels;
@@ -49,6 +50,8 @@ pub struct RunnerConfig {
     pub backoff: Backoff,
     /// How often finished workloads are checked against their `ttlAfterFinished`.
     pub ttl_sweep: Duration,
+    /// Whether and when higher-priority work may stop lower-priority work.
+    pub preemption: preempt::Rules,
 }
 
 /// A process the loop watches: started by us, or found again after a restart.
@@ -74,6 +77,15 @@ enum Event {
     Requeue(WorkloadId),
 }
 
+/// A running workload being stopped to make room for another.
+#[derive(Debug, Clone, Copy)]
+struct Stopping {
+    /// The workload it makes room for (raw id).
+    preemptor: i64,
+    /// When it is gone at the latest (signal time + grace), ms.
+    gone_by: UnixMillis,
+}
+
 /// Why a pending workload waits, for `status` and `explain`.
 pub type Waiting = HashMap<WorkloadId, String>;
 
@@ -93,6 +105,10 @@ pub struct Runner {
     observations: Mutex<(Vec<f64>, Vec<f64>)>,
     /// Queues over budget with a hard cap, with the waiting reason (set by the alert loop).
     capped: Mutex<HashMap<String, String>>,
+    /// Workloads being stopped for preemption, by raw id.
+    preempting: Mutex<HashMap<i64, Stopping>>,
+    /// Preemptions completed since the last [`Runner::take_preemptions`].
+    preemptions: std::sync::atomic::AtomicU64,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -118,6 +134,8 @@ impl Runner {
             inbox: Mutex::new(Some(rx)),
             observations: Mutex::new((Vec::new(), Vec::new())),
             capped: Mutex::new(HashMap::new()),
+            preempting: Mutex::new(HashMap::new()),
+            preemptions: std::sync::atomic::AtomicU64::new(0),
         })
     }
 
@@ -200,6 +218,20 @@ impl Runner {
             }
             None => false,
         }
+    }
+
+    /// Running workloads being preempted (raw id), with the time each is gone at the latest.
+    pub fn stopping(&self) -> HashMap<i64, UnixMillis> {
+        lock(&self.preempting)
+            .iter()
+            .map(|(v, s)| (*v, s.gone_by))
+            .collect()
+    }
+
+    /// Takes the number of workloads preempted (stopped and requeued) since the last call.
+    pub fn take_preemptions(&self) -> u64 {
+        self.preemptions
+            .swap(0, std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Takes the queue waits and cycle durations observed since the last call.
@@ -323,7 +355,36 @@ impl Runner {
             match e {
                 Event::Exited(id, attempt, exit) => {
                     lock(&self.handles).remove(&id);
-                    let cancelled = lock(&self.cancelling).remove(&id) || exit.cancelled;
+                    let preempted_for = lock(&self.preempting)
+                        .remove(&id.raw())
+                        .map(|s| s.preemptor);
+                    let cancelled_by_user = lock(&self.cancelling).remove(&id);
+                    if let Some(by) = preempted_for
+                        && !cancelled_by_user
+                    {
+                        // Stopped to make room: requeued, not failed (no retry is used up), whatever
+                        // its exit status (a workload that checkpoints on SIGTERM may exit 0).
+                        let mut change = Transition::to(WorkloadState::Preempted)
+                            .reason(format!("preempted by wl-{by}"));
+                        if let Some(code) = exit.code {
+                            change = change.exit_code(code);
+                        }
+                        requests.push(TransitionRequest {
+                            id,
+                            from: WorkloadState::Running,
+                            change,
+                        });
+                        requests.push(TransitionRequest {
+                            id,
+                            from: WorkloadState::Preempted,
+                            change: Transition::to(WorkloadState::Pending)
+                                .reason("requeued after preemption"),
+                        });
+                        self.preemptions
+                            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        continue;
+                    }
+                    let cancelled = cancelled_by_user || exit.cancelled;
                     let (to, reason) = exit_outcome(&exit, cancelled);
                     let mut change = Transition::to(to).reason(reason);
                     if let Some(code) = exit.code {
@@ -425,14 +486,38 @@ impl Runner {
         let by_id: HashMap<i64, &Workload> = pending.iter().map(|w| (w.id.raw(), w)).collect();
         let mut waiting = Waiting::new();
         let mut to_schedule = Vec::new();
+        let mut blocked = Vec::new();
         for (raw, decision) in decisions {
             let Some(w) = by_id.get(&raw) else { continue };
             match decision {
                 Decision::Place(taken) => to_schedule.push(((*w).clone(), taken)),
-                Decision::Wait(why) => {
-                    waiting.insert(w.id, why);
-                }
+                Decision::Wait(why) => blocked.push((*w, why)),
             }
+        }
+        let holders = self.holders(&running, &to_schedule, &machine);
+        let work_by_id: HashMap<i64, &Work> = pending_work.iter().map(|p| (p.id, p)).collect();
+        // A shape and priority that preemption could not help once this cycle gets the same answer
+        // until a preemption changes what runs.
+        let mut unhelped: HashMap<(i64, String), String> = HashMap::new();
+        for (w, why) in blocked {
+            let Some(work) = work_by_id.get(&w.id.raw()) else {
+                waiting.insert(w.id, why);
+                continue;
+            };
+            let key = (work.priority, format!("{:?}", work.pod));
+            if let Some(part) = unhelped.get(&key) {
+                waiting.insert(w.id, format!("{why}; preemption: {part}"));
+                continue;
+            }
+            let (reason, decision) = self.preempt_for(work, &why, &holders, &machine);
+            match decision {
+                Some(Preemption::No(part)) => {
+                    unhelped.insert(key, part);
+                }
+                Some(Preemption::Evict(_)) => unhelped.clear(),
+                _ => {}
+            }
+            waiting.insert(w.id, reason);
         }
         for (id, why) in &unplaceable {
             waiting.insert(*id, why.clone());
@@ -496,6 +581,92 @@ impl Runner {
             }
         }
         Ok(())
+    }
+
+    /// What runs now, as preemption sees it: the running workloads and those placed this cycle.
+    fn holders(
+        &self,
+        running: &[Workload],
+        placed: &[(Workload, Vec<Taken>)],
+        machine: &Machine,
+    ) -> Vec<Holder> {
+        let models = machine.models();
+        let now = now_ms();
+        // Victims that are no longer running are no longer being stopped.
+        lock(&self.preempting).retain(|v, _| running.iter().any(|w| w.id.raw() == *v));
+        running
+            .iter()
+            .map(|w| {
+                (
+                    w,
+                    taken_of(w, machine),
+                    w.started_at.unwrap_or(w.updated_at),
+                )
+            })
+            .chain(placed.iter().map(|(w, t)| (w, t.clone(), now)))
+            .filter_map(|(w, taken, started_at)| {
+                Some(Holder {
+                    work: work_of(w, &models).ok()?,
+                    taken,
+                    preemptible: w.spec.preemptible,
+                    started_at,
+                })
+            })
+            .collect()
+    }
+
+    /// Preemption for `work`, which waits because of `why`: stops victims if that lets it fit, and
+    /// returns the waiting reason with what preemption does (or why it cannot help).
+    fn preempt_for(
+        &self,
+        work: &Work,
+        why: &str,
+        holders: &[Holder],
+        machine: &Machine,
+    ) -> (String, Option<Preemption>) {
+        let lower = holders.iter().any(|h| h.work.priority < work.priority);
+        let mut stopping = lock(&self.preempting);
+        let awaited = stopping.values().any(|s| s.preemptor == work.id);
+        if !lower && !awaited {
+            return (why.to_string(), None);
+        }
+        let victim_of: HashMap<i64, i64> =
+            stopping.iter().map(|(v, s)| (*v, s.preemptor)).collect();
+        let now = now_ms();
+        let situation = Situation {
+            machine,
+            holders,
+            stopping: &victim_of,
+            policy: self.policy(),
+            now_ms: now,
+            rules: self.config.preemption,
+        };
+        let decision = preempt::decide(&situation, work);
+        if let Preemption::Evict(victims) = &decision {
+            let handles = lock(&self.handles);
+            for v in victims {
+                let Some(id) = WorkloadId::from_raw(*v) else {
+                    continue;
+                };
+                if let Some(h) = handles.get(&id) {
+                    tracing::info!(victim = %id, preemptor = work.id, "preempting");
+                    let grace = i64::try_from(self.config.grace.as_millis()).unwrap_or(i64::MAX);
+                    stopping.insert(
+                        *v,
+                        Stopping {
+                            preemptor: work.id,
+                            gone_by: now.saturating_add(grace),
+                        },
+                    );
+                    h.cancel(self.config.grace);
+                }
+            }
+        }
+        let reason = format!(
+            "{why}; preemption: {}",
+            decision.describe(self.config.grace.as_secs())
+        );
+        (reason, Some(decision))
     }
 
     fn start(

@@ -44,6 +44,8 @@ pub struct ServeConfig {
     pub prices: Option<PathBuf>,
     /// Where to write the per-GPU job mapping files dcgm-exporter reads (`--hpc-job-mapping-dir`).
     pub hpc_job_mapping_dir: Option<PathBuf>,
+    /// Whether and when higher-priority work may stop lower-priority work.
+    pub preemption: crate::preempt::Rules,
 }
 
 /// Why the server could not start.
@@ -227,6 +229,7 @@ pub async fn serve_with_alerts(
             grace: config.grace,
             backoff: Backoff::default(),
             ttl_sweep: config.ttl_sweep,
+            preemption: config.preemption,
         },
     );
     let state = Arc::new(AppState {
@@ -356,6 +359,7 @@ async fn poll_once(
                 .set(c.count as i64);
         }
     }
+    m.preemptions.inc_by(state.runner.take_preemptions());
     let (waits, cycles) = state.runner.take_observations();
     for w in waits {
         m.queue_wait_seconds.observe(w);

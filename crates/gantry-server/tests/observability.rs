@@ -502,6 +502,7 @@ fn a_running_workload_gets_its_series_its_cost_and_a_job_mapping_file_until_it_e
         ttl_sweep: std::time::Duration::from_secs(30),
         prices: None,
         hpc_job_mapping_dir: Some(jobs.clone()),
+        preemption: Default::default(),
     };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

@@ -62,6 +62,7 @@ fn start(dir: tempfile::TempDir, gpus: &str) -> anyhow::Result<Server> {
         ttl_sweep: Duration::from_secs(30),
         prices: None,
         hpc_job_mapping_dir: None,
+        preemption: Default::default(),
     };
     let (tx, rx) = tokio::sync::oneshot::channel();
     rt.spawn(async move {

@@ -3,6 +3,7 @@
 use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
 use gantry_gpu::DiscoverOptions;
+use gantry_server::preempt::Rules;
 use gantry_server::serve::{ServeConfig, serve};
 use gantry_store::{Role, Store};
 use std::net::SocketAddr;
@@ -70,6 +71,13 @@ pub struct ServeArgs {
     /// and budget alerts follow a crossing within this time.
     #[arg(long, default_value_t = 30, value_name = "SECONDS")]
     budget_check_interval: u64,
+    /// Seconds a workload runs before higher-priority work may preempt it (SIGTERM, `--grace`,
+    /// SIGKILL; then it is requeued).
+    #[arg(long, default_value_t = 60, value_name = "SECONDS")]
+    preemption_min_runtime: u64,
+    /// Never stop running work for higher-priority work (it waits instead).
+    #[arg(long)]
+    no_preemption: bool,
 }
 
 /// The alert loop's settings from the `--alert-*` flags.
@@ -162,6 +170,11 @@ fn config(args: ServeArgs) -> anyhow::Result<ServeConfig> {
         ttl_sweep: Duration::from_secs(args.ttl_sweep_secs.max(1)),
         prices: args.prices,
         hpc_job_mapping_dir: args.hpc_job_mapping_dir,
+        preemption: Rules {
+            enabled: !args.no_preemption,
+            min_runtime_ms: i64::try_from(args.preemption_min_runtime.saturating_mul(1000))
+                .unwrap_or(i64::MAX),
+        },
     })
 }
 
@@ -283,6 +296,8 @@ pub fn demo(args: DemoArgs) -> anyhow::Result<()> {
         alert_idle_hours: 4.0,
         alert_attempts: 12,
         budget_check_interval: 30,
+        preemption_min_runtime: 60,
+        no_preemption: false,
     })?;
     if !config.listen.ip().is_loopback() {
         bail!("--listen: the demo runs without tokens, so it only listens on loopback");
