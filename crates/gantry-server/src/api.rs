@@ -157,9 +157,9 @@ pub fn router(state: Shared) -> Router {
             get(get_strategy).put(put_strategy),
         )
         .route("/api/monitoring/metrics", get(monitoring))
-        .route("/api/queues", get(queues))
         .route("/api/costs/analysis", get(cost_analysis))
         .merge(crate::budgets::routes())
+        .merge(crate::queues::routes())
         .merge(crate::findings::routes())
         .merge(crate::explain::routes())
         .merge(crate::dashboard::routes())
@@ -494,7 +494,19 @@ async fn submit(State(state): State<Shared>, req: Request) -> Result<Response, A
     let bytes =
         body(Bytes::from_request(axum::http::Request::from_parts(parts.clone(), raw), &()).await)?;
     let spec = parse_spec(&parts.headers, &bytes)?;
-    let ctx = ValidationContext::new(Some(&state.cluster), RunMode::Standalone);
+    // Declared queues take part: a workload must then name one of them.
+    let queues = state.runner.queues();
+    let with_queues;
+    let cluster = if queues.is_empty() {
+        &state.cluster
+    } else {
+        with_queues = ClusterSpec {
+            queues,
+            ..state.cluster.clone()
+        };
+        &with_queues
+    };
+    let ctx = ValidationContext::new(Some(cluster), RunMode::Standalone);
     if let Err(errors) = spec.validate(&ctx) {
         let first = &errors[0];
         let message = errors
@@ -992,17 +1004,6 @@ async fn monitoring(
     }))
 }
 
-/// Queues with their settings.
-#[utoipa::path(get, path = "/api/queues", responses((status = 200, description = "queues", body = Vec<Object>), (status = 401, body = ErrorBody)), security(("bearer" = [])))]
-async fn queues(
-    State(state): State<Shared>,
-    req: Request,
-) -> Result<Json<serde_json::Value>, ApiError> {
-    need(&principal(req.extensions()), Permission::ReadCluster)?;
-    let queues = state.db.read(|s| s.queues()).await?;
-    Ok(Json(serde_json::to_value(queues).unwrap_or_default()))
-}
-
 /// Query of `GET /api/costs/analysis`.
 #[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
@@ -1158,7 +1159,7 @@ impl ToSchema for WorkloadSpecSchema {
 #[derive(OpenApi)]
 #[openapi(
     info(title = "Gantry", description = "Gantry's standalone GPU scheduler API"),
-    paths(healthz, readyz, prometheus, gpu_resources, submit, list_workloads, status, logs, cancel, get_strategy, put_strategy, monitoring, queues, cost_analysis),
+    paths(healthz, readyz, prometheus, gpu_resources, submit, list_workloads, status, logs, cancel, get_strategy, put_strategy, monitoring, cost_analysis),
     components(schemas(ErrorBody, WorkloadView, WorkloadPage, StatusView, GpuResources, StrategyView, StrategyChange, Monitoring, CostAnalysis, CostGroup, UnpricedView)),
     modifiers(&BearerAuth)
 )]
@@ -1181,6 +1182,7 @@ impl utoipa::Modify for BearerAuth {
 pub fn openapi() -> serde_json::Value {
     let mut api = ApiDoc::openapi();
     api.merge(crate::budgets::Doc::openapi());
+    api.merge(crate::queues::Doc::openapi());
     api.merge(crate::findings::Doc::openapi());
     api.merge(crate::explain::Doc::openapi());
     api.merge(crate::dashboard::Doc::openapi());

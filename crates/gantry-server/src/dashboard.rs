@@ -252,14 +252,15 @@ fn is_finished(s: WorkloadState) -> bool {
     )
 }
 
-/// Places the waiting workloads in the order the scheduler tries them (priority, then age, then id)
-/// and numbers them overall and per queue.
-fn number_queue(mut waiting: Vec<Workload>) -> Vec<(usize, usize, Workload)> {
-    waiting.sort_by(|a, b| {
-        b.priority
-            .cmp(&a.priority)
-            .then(a.submitted_at.cmp(&b.submitted_at))
-            .then(a.id.cmp(&b.id))
+/// Places the waiting workloads in the order the scheduler tries them (priority, then the queue's
+/// fair-share standing in `shares`, then age, then id) and numbers them overall and per queue.
+fn number_queue(
+    mut waiting: Vec<Workload>,
+    shares: &crate::admission::Shares,
+) -> Vec<(usize, usize, Workload)> {
+    waiting.sort_by_key(|w| {
+        let share = shares.get(&w.queue).copied().unwrap_or(0.0);
+        crate::schedule::order_key(w.priority, share, w.submitted_at, w.id.raw())
     });
     let mut per_queue: std::collections::HashMap<String, usize> = Default::default();
     waiting
@@ -320,7 +321,15 @@ pub(crate) async fn snapshot(
     let gpus = gpu_list(state, &read.running);
     let visible = |w: &Workload| who.owns_or_oversees(&w.owner);
     let runner = &state.runner;
-    let queue: Vec<QueueEntry> = number_queue(read.waiting)
+    let machine = runner.machine();
+    let models = machine.models();
+    let held: Vec<crate::schedule::Work> = read
+        .running
+        .iter()
+        .filter_map(|w| crate::runner::work_of(w, &models).ok())
+        .collect();
+    let shares = crate::admission::shares(&runner.queues(), &machine, &held);
+    let queue: Vec<QueueEntry> = number_queue(read.waiting, &shares)
         .into_iter()
         .filter(|(_, _, w)| visible(w))
         .take(MAX_QUEUE)
@@ -785,12 +794,15 @@ mod tests {
             updated_at: at,
             idempotency_key: None,
         };
-        let numbered = number_queue(vec![
-            w(1, "a", 0, 10),
-            w(2, "b", 0, 5),
-            w(3, "a", 100, 20),
-            w(4, "a", 0, 10),
-        ]);
+        let numbered = number_queue(
+            vec![
+                w(1, "a", 0, 10),
+                w(2, "b", 0, 5),
+                w(3, "a", 100, 20),
+                w(4, "a", 0, 10),
+            ],
+            &Default::default(),
+        );
         let got: Vec<(usize, usize, String)> = numbered
             .iter()
             .map(|(p, q, w)| (*p, *q, w.name.clone()))

@@ -11,6 +11,7 @@
 //!
 //! [`explain`] is pure: the state and the time are inputs.
 
+use crate::admission::{self, Quotas, Shares};
 use crate::api::{Shared, need, principal, workload_id};
 use crate::error::{ApiError, ErrorBody};
 use crate::runner::{now_ms, taken_of, work_of};
@@ -21,6 +22,7 @@ use axum::{Json, Router};
 use gantry_core::filter::{Rejection, filter};
 use gantry_core::model::{GpuModels, ModelSet, Pod};
 use gantry_core::policies::ScoreContext;
+use gantry_core::spec::QueueSpec;
 use gantry_core::{EngineConfig, Policy};
 use gantry_store::{ListQuery, Order, UnixMillis, Workload, WorkloadId, WorkloadState};
 use serde::Serialize;
@@ -155,6 +157,8 @@ pub struct Snapshot<'a> {
     pub waiting: &'a HashMap<WorkloadId, String>,
     /// Running workloads being preempted (raw id), with the time each is gone at the latest (ms).
     pub stopping: &'a HashMap<i64, UnixMillis>,
+    /// The declared queues (empty = every queue unlimited).
+    pub queues: &'a [QueueSpec],
     /// Now, Unix ms.
     pub now_ms: UnixMillis,
 }
@@ -216,17 +220,30 @@ fn is_admission(reason: &str) -> bool {
     !reason.starts_with("0/")
 }
 
-/// `pending` in the runner's order: the keys of [`schedule::in_order`] (priority, submission, id),
-/// over stored workloads so that those the engine cannot take keep their place too.
-fn ordered(pending: &[Workload]) -> Vec<&Workload> {
+/// `pending` in the runner's order ([`schedule::order_key`]: priority, the queue's fair-share
+/// standing, submission, id), over stored workloads so that those the engine cannot take keep their
+/// place too.
+fn ordered<'a>(pending: &'a [Workload], shares: &Shares) -> Vec<&'a Workload> {
     let mut order: Vec<&Workload> = pending.iter().collect();
-    order.sort_by_key(|w| order_key(w));
+    order.sort_by_key(|w| order_key(w, shares));
     order
 }
 
 /// Where `w` sorts in the runner's order (smaller first).
-fn order_key(w: &Workload) -> (std::cmp::Reverse<i64>, i64, i64) {
-    (std::cmp::Reverse(w.priority), w.submitted_at, w.id.raw())
+fn order_key(w: &Workload, shares: &Shares) -> (std::cmp::Reverse<i64>, u64, i64, i64) {
+    let share = shares.get(&w.queue).copied().unwrap_or(0.0);
+    schedule::order_key(w.priority, share, w.submitted_at, w.id.raw())
+}
+
+/// Each queue's fair-share standing with the snapshot's running work.
+fn standing(snap: &Snapshot<'_>) -> Shares {
+    let models = snap.machine.models();
+    let running: Vec<Work> = snap
+        .running
+        .iter()
+        .filter_map(|w| work_of(w, &models).ok())
+        .collect();
+    admission::shares(snap.queues, snap.machine, &running)
 }
 
 /// `n node(s)`.
@@ -427,13 +444,14 @@ fn forecast(target: &Workload, target_work: &Work, snap: &Snapshot<'_>) -> Forec
     // Pending work the runner places: not held by admission, with a spec the engine can take; all
     // of it ahead of the target (at most MAX_AHEAD) and the next MAX_BEHIND, which may take GPUs
     // it cannot use yet.
-    let order: Vec<&Workload> = ordered(snap.pending)
+    let shares = standing(snap);
+    let order: Vec<&Workload> = ordered(snap.pending, &shares)
         .into_iter()
         .filter(|w| w.id != target.id && !snap.waiting.get(&w.id).is_some_and(|r| is_admission(r)))
         .collect();
     let ahead = order
         .iter()
-        .take_while(|w| order_key(w) < order_key(target))
+        .take_while(|w| order_key(w, &shares) < order_key(target, &shares))
         .count();
     if ahead > MAX_AHEAD {
         return Forecast {
@@ -463,7 +481,9 @@ fn forecast(target: &Workload, target_work: &Work, snap: &Snapshot<'_>) -> Forec
             .iter()
             .map(|h| (h.work.clone(), h.taken.clone()))
             .collect();
-        let decisions = schedule::plan(snap.machine, &holding, &queue, snap.policy);
+        let held: Vec<Work> = holding.iter().map(|(w, _)| w.clone()).collect();
+        let mut quotas = Quotas::new(snap.queues, snap.machine, &held);
+        let decisions = schedule::plan(snap.machine, &holding, &queue, snap.policy, &mut quotas);
         let mut before_target = true;
         for (raw, decision) in decisions {
             if raw == target.id.raw() {
@@ -686,7 +706,7 @@ pub fn explain(w: &Workload, snap: &Snapshot<'_>) -> Explanation {
 fn explain_waiting(w: &Workload, snap: &Snapshot<'_>, mut out: Explanation) -> Explanation {
     let now = snap.now_ms;
     let models = snap.machine.models();
-    let order = ordered(snap.pending);
+    let order = ordered(snap.pending, &standing(snap));
     let overall = order.iter().position(|p| p.id == w.id).map_or(
         // Not in the list read (it changed meanwhile): after everything.
         order.len() + 1,
@@ -1004,6 +1024,7 @@ async fn explain_workload(
         .collect();
     let (machine, policy, now) = (state.runner.machine(), state.runner.policy(), now_ms());
     let stopping = state.runner.stopping();
+    let queues = state.runner.queues();
     // The simulation is CPU work: off the async threads.
     let explanation = tokio::task::spawn_blocking(move || {
         let snap = Snapshot {
@@ -1014,6 +1035,7 @@ async fn explain_workload(
             history: &history,
             waiting: &waiting,
             stopping: &stopping,
+            queues: &queues,
             now_ms: now,
         };
         explain(&w, &snap)
@@ -1146,6 +1168,7 @@ mod tests {
             history,
             waiting,
             stopping: &NONE_STOPPING,
+            queues: &[],
             now_ms: now,
         }
     }

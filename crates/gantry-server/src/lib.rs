@@ -3,6 +3,7 @@
 //! The HTTP API (axum), bearer-token auth with roles, Prometheus metrics, and the live loop that
 //! admits, places and runs workloads through the engine, the store and the executor.
 
+pub mod admission;
 pub mod alerts;
 pub mod api;
 pub mod auth;
@@ -16,6 +17,7 @@ pub mod findings;
 pub mod jobmap;
 pub mod metrics;
 pub mod preempt;
+pub mod queues;
 pub mod runner;
 pub mod schedule;
 pub mod serve;

@@ -1,11 +1,13 @@
 //! Preemption on this machine: when a waiting workload cannot fit, the cheapest set of running,
-//! preemptible, strictly lower-priority workloads whose stopping lets it fit, or why there is none.
+//! preemptible workloads whose stopping lets it fit, or why there is none. A victim is of strictly
+//! lower priority, or (reclaim) runs on quota its queue borrowed from the cohort while the waiting
+//! workload is within its own queue's guarantee, whatever the priorities.
 //!
 //! Cooperative: the runner stops each victim with SIGTERM and SIGKILLs it only after the grace
 //! period (a workload checkpoints on SIGTERM), so the preemptor starts once the victims have gone; a
 //! victim is requeued, not failed. A workload that has run less than the minimum runtime is not a
-//! victim yet. Victims are tried cheapest first (lowest priority, then least progress lost: the most
-//! recently started, then the newest id); once the preemptor fits, every victim it still fits without
+//! victim yet. Victims are tried cheapest first (borrowed quota, then lowest priority, then least
+//! progress lost: the most recently started, then the newest id); once the preemptor fits, every victim it still fits without
 //! is spared, most expensive first, so no victim is stopped needlessly. Pure: time is an input.
 
 use crate::schedule::{Machine, Taken, Work, occupied};
@@ -24,6 +26,8 @@ pub struct Holder {
     pub preemptible: bool,
     /// When its current attempt started, ms.
     pub started_at: i64,
+    /// Its queue uses more than its guarantee (borrowed from the cohort): reclaimable.
+    pub borrowed: bool,
 }
 
 /// The rules the operator sets.
@@ -72,7 +76,7 @@ impl Preemption {
         };
         match self {
             Preemption::Evict(ids) => format!(
-                "preempting lower-priority {} (SIGTERM, SIGKILL after {grace_s}s)",
+                "preempting {} (SIGTERM, SIGKILL after {grace_s}s)",
                 names(ids)
             ),
             Preemption::AwaitStopping(ids) => {
@@ -104,11 +108,21 @@ pub struct Situation<'a> {
     pub rules: Rules,
 }
 
+/// The workload preemption makes room for.
+#[derive(Debug, Clone, Copy)]
+pub struct Preemptor<'a> {
+    /// What it needs.
+    pub work: &'a Work,
+    /// Its queue admits it within the guarantee: it may reclaim quota other queues borrowed.
+    pub within_guarantee: bool,
+}
+
 /// Decides preemption for `preemptor`, which does not fit beside the holders.
 ///
 /// Holders already being stopped for it are released in the check; those being stopped for other
 /// workloads stay held and are never its victims.
-pub fn decide(s: &Situation<'_>, preemptor: &Work) -> Preemption {
+pub fn decide(s: &Situation<'_>, who: Preemptor<'_>) -> Preemption {
+    let preemptor = who.work;
     let (machine, policy, rules, now_ms) = (s.machine, s.policy, s.rules, s.now_ms);
     let holders = s.holders;
     if !rules.enabled {
@@ -142,8 +156,9 @@ pub fn decide(s: &Situation<'_>, preemptor: &Work) -> Preemption {
         .iter()
         .copied()
         .filter(|h| {
+            let reclaim = who.within_guarantee && h.borrowed && h.work.queue != preemptor.queue;
             h.preemptible
-                && h.work.priority < preemptor.priority
+                && (h.work.priority < preemptor.priority || reclaim)
                 && !stopping_for_others.contains(&h.work.id)
         })
         .collect();
@@ -156,11 +171,11 @@ pub fn decide(s: &Situation<'_>, preemptor: &Work) -> Preemption {
             },
         );
     }
-    // Cheapest first: lowest priority, then the most recently started, then the newest.
+    // Cheapest first: borrowed, then lowest priority, then the most recently started, then the newest.
     candidates.sort_by(|a, b| {
-        a.work
-            .priority
-            .cmp(&b.work.priority)
+        b.borrowed
+            .cmp(&a.borrowed)
+            .then(a.work.priority.cmp(&b.work.priority))
             .then(b.started_at.cmp(&a.started_at))
             .then(b.work.id.cmp(&a.work.id))
     });
@@ -264,6 +279,7 @@ mod tests {
             id,
             priority,
             submitted_at: id,
+            queue: "default".into(),
             pod: Pod {
                 cpu_milli: 0,
                 memory_mib: 0,
@@ -282,6 +298,7 @@ mod tests {
                 .collect(),
             preemptible: true,
             started_at,
+            borrowed: false,
         }
     }
 
@@ -307,7 +324,13 @@ mod tests {
             now_ms: NOW,
             rules,
         };
-        decide(&s, preemptor)
+        decide(
+            &s,
+            Preemptor {
+                work: preemptor,
+                within_guarantee: false,
+            },
+        )
     }
 
     fn decide_now(holders: &[Holder], preemptor: &Work, stopping_for_it: &[i64]) -> Preemption {
@@ -392,6 +415,52 @@ mod tests {
             decide_with(&holders, &work(9, 1000, 2), &[(1, 8)], RULES),
             Preemption::Evict(vec![2])
         );
+    }
+
+    #[test]
+    fn a_queue_within_its_guarantee_reclaims_borrowed_quota_whatever_the_priority() {
+        let on = |mut h: Holder, q: &str, borrowed: bool| {
+            h.work.queue = q.into();
+            h.borrowed = borrowed;
+            h
+        };
+        // Equal priorities: team a holds all four GPUs, two of them borrowed from b's guarantee.
+        let holders = [
+            on(holder(1, 100, &[0], 0), "a", true),
+            on(holder(2, 100, &[1], 10), "a", true),
+            on(holder(3, 100, &[2, 3], 0), "a", true),
+        ];
+        let mut b = work(9, 100, 1);
+        b.queue = "b".into();
+        let m = machine(4);
+        let none = HashMap::new();
+        let s = Situation {
+            machine: &m,
+            holders: &holders,
+            stopping: &none,
+            policy: Policy::BestFit,
+            now_ms: NOW,
+            rules: RULES,
+        };
+        let within = |work: &Work, within_guarantee| {
+            decide(
+                &s,
+                Preemptor {
+                    work,
+                    within_guarantee,
+                },
+            )
+        };
+        assert_eq!(
+            within(&b, true),
+            Preemption::Evict(vec![2]),
+            "the most recent borrowed one"
+        );
+        // Beyond its guarantee b cannot reclaim, and equal priority is no reason to preempt.
+        assert!(matches!(within(&b, false), Preemption::No(_)));
+        // A queue never reclaims from itself.
+        b.queue = "a".into();
+        assert!(matches!(within(&b, true), Preemption::No(_)));
     }
 
     #[test]

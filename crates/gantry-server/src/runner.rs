@@ -8,11 +8,13 @@
 //! scheduled but never started goes back to pending; running is found again (pid record), finished
 //! (exit record) or lost (retried if its policy allows).
 
+use crate::admission::Quotas;
 use crate::db::Db;
-use crate::preempt::{self, Holder, Preemption, Situation};
+use crate::preempt::{self, Holder, Preemption, Preemptor, Situation};
 use crate::schedule::{self, Decision, Machine, Taken, Work};
 use gantry_core::Policy;
 use gantry_core::model::GpuModels;
+use gantry_core::spec::QueueSpec;
 use gantry_exec::{Backoff, Exit, Launch, Reconciled, RunAs, Running};
 use gantry_store::{
     AssignedGpu, Assignment, ListQuery, Order, ReplicaAssignment, Transition, TransitionRequest,
@@ -105,6 +107,8 @@ pub struct Runner {
     observations: Mutex<(Vec<f64>, Vec<f64>)>,
     /// Queues over budget with a hard cap, with the waiting reason (set by the alert loop).
     capped: Mutex<HashMap<String, String>>,
+    /// The declared queues (empty = every queue unlimited).
+    queues: Mutex<Vec<QueueSpec>>,
     /// Workloads being stopped for preemption, by raw id.
     preempting: Mutex<HashMap<i64, Stopping>>,
     /// Preemptions completed since the last [`Runner::take_preemptions`].
@@ -134,6 +138,7 @@ impl Runner {
             inbox: Mutex::new(Some(rx)),
             observations: Mutex::new((Vec::new(), Vec::new())),
             capped: Mutex::new(HashMap::new()),
+            queues: Mutex::new(Vec::new()),
             preempting: Mutex::new(HashMap::new()),
             preemptions: std::sync::atomic::AtomicU64::new(0),
         })
@@ -218,6 +223,17 @@ impl Runner {
             }
             None => false,
         }
+    }
+
+    /// The declared queues.
+    pub fn queues(&self) -> Vec<QueueSpec> {
+        lock(&self.queues).clone()
+    }
+
+    /// Replaces the declared queues (from the store) and runs a cycle soon.
+    pub fn set_queues(&self, queues: Vec<QueueSpec>) {
+        *lock(&self.queues) = queues;
+        self.poke();
     }
 
     /// Running workloads being preempted (raw id), with the time each is gone at the latest.
@@ -482,7 +498,15 @@ impl Runner {
                 }
             })
             .collect();
-        let decisions = schedule::plan(&machine, &running_work, &pending_work, self.policy());
+        let held: Vec<Work> = running_work.iter().map(|(w, _)| w.clone()).collect();
+        let mut quotas = Quotas::new(&self.queues(), &machine, &held);
+        let decisions = schedule::plan(
+            &machine,
+            &running_work,
+            &pending_work,
+            self.policy(),
+            &mut quotas,
+        );
         let by_id: HashMap<i64, &Workload> = pending.iter().map(|w| (w.id.raw(), w)).collect();
         let mut waiting = Waiting::new();
         let mut to_schedule = Vec::new();
@@ -494,7 +518,7 @@ impl Runner {
                 Decision::Wait(why) => blocked.push((*w, why)),
             }
         }
-        let holders = self.holders(&running, &to_schedule, &machine);
+        let holders = self.holders(&running, &to_schedule, &machine, &quotas);
         let work_by_id: HashMap<i64, &Work> = pending_work.iter().map(|p| (p.id, p)).collect();
         // A shape and priority that preemption could not help once this cycle gets the same answer
         // until a preemption changes what runs.
@@ -509,7 +533,12 @@ impl Runner {
                 waiting.insert(w.id, format!("{why}; preemption: {part}"));
                 continue;
             }
-            let (reason, decision) = self.preempt_for(work, &why, &holders, &machine);
+            let within_guarantee = quotas.within_guarantee(work);
+            let who = Preemptor {
+                work,
+                within_guarantee,
+            };
+            let (reason, decision) = self.preempt_for(who, &why, &holders, &machine);
             match decision {
                 Some(Preemption::No(part)) => {
                     unhelped.insert(key, part);
@@ -589,6 +618,7 @@ impl Runner {
         running: &[Workload],
         placed: &[(Workload, Vec<Taken>)],
         machine: &Machine,
+        quotas: &Quotas,
     ) -> Vec<Holder> {
         let models = machine.models();
         let now = now_ms();
@@ -610,6 +640,7 @@ impl Runner {
                     taken,
                     preemptible: w.spec.preemptible,
                     started_at,
+                    borrowed: quotas.borrowing(&w.queue),
                 })
             })
             .collect()
@@ -619,12 +650,16 @@ impl Runner {
     /// returns the waiting reason with what preemption does (or why it cannot help).
     fn preempt_for(
         &self,
-        work: &Work,
+        who: Preemptor<'_>,
         why: &str,
         holders: &[Holder],
         machine: &Machine,
     ) -> (String, Option<Preemption>) {
-        let lower = holders.iter().any(|h| h.work.priority < work.priority);
+        let work = who.work;
+        let lower = holders.iter().any(|h| {
+            h.work.priority < work.priority
+                || (who.within_guarantee && h.borrowed && h.work.queue != work.queue)
+        });
         let mut stopping = lock(&self.preempting);
         let awaited = stopping.values().any(|s| s.preemptor == work.id);
         if !lower && !awaited {
@@ -641,7 +676,7 @@ impl Runner {
             now_ms: now,
             rules: self.config.preemption,
         };
-        let decision = preempt::decide(&situation, work);
+        let decision = preempt::decide(&situation, who);
         if let Preemption::Evict(victims) = &decision {
             let handles = lock(&self.handles);
             for v in victims {
@@ -976,6 +1011,7 @@ pub fn work_of(w: &Workload, models: &GpuModels) -> Result<Work, String> {
         id: w.id.raw(),
         priority: w.priority,
         submitted_at: w.submitted_at,
+        queue: w.queue.clone(),
         pod,
     })
 }

@@ -3,10 +3,12 @@
 //! The machine's GPUs are grouped by model (the engine's node has one GPU model); each group is one
 //! engine node holding its share of the machine's CPU and memory, in proportion to its GPUs. Running
 //! workloads are committed first, then pending ones are placed in order: priority (higher first),
-//! then submission time, then id; a workload that does not fit waits with the engine's reason
+//! then the queue's fair-share standing, then submission time, then id; each is first admitted by its
+//! queue's quota ([`crate::admission`]); a workload that does not fit waits with the engine's reason
 //! (filters and node counts), and later, smaller ones may still start (no head-of-line blocking on
 //! one machine: nothing is reserved).
 
+use crate::admission::{Quotas, Shares};
 use gantry_core::engine::{Engine, EngineConfig};
 use gantry_core::model::{GpuDemand, GpuModels, GpuSet, NodeSpec, Pod};
 use gantry_core::{Cluster, Policy, Rng};
@@ -57,6 +59,8 @@ pub struct Work {
     pub priority: i64,
     /// Submission time, ms.
     pub submitted_at: i64,
+    /// Its queue.
+    pub queue: String,
     /// What one replica needs, in engine terms.
     pub pod: Pod,
 }
@@ -192,34 +196,53 @@ pub fn occupied(machine: &Machine, running: &[(Work, Vec<Taken>)]) -> (Cluster, 
     (layout.cluster, layout.slots_of)
 }
 
-/// `pending` in placement order: priority (higher first), then submission time, then id.
-pub fn in_order(pending: &[Work]) -> Vec<&Work> {
+/// The key pending work is tried in, smallest first: priority (higher first), then its queue's
+/// fair-share standing (lower first, see [`crate::admission`]), then submission time, then id.
+pub fn order_key(
+    priority: i64,
+    share: f64,
+    submitted_at: i64,
+    id: i64,
+) -> (std::cmp::Reverse<i64>, u64, i64, i64) {
+    // Shares are in [0, ∞); a fixed-point key keeps the order total and deterministic.
+    let share = (share.max(0.0) * 1e9).min(u64::MAX as f64) as u64;
+    (std::cmp::Reverse(priority), share, submitted_at, id)
+}
+
+/// `pending` in placement order ([`order_key`]) given each queue's standing.
+pub fn in_order<'a>(pending: &'a [Work], shares: &Shares) -> Vec<&'a Work> {
     let mut order: Vec<&Work> = pending.iter().collect();
-    order.sort_by(|a, b| {
-        b.priority
-            .cmp(&a.priority)
-            .then(a.submitted_at.cmp(&b.submitted_at))
-            .then(a.id.cmp(&b.id))
+    order.sort_by_key(|w| {
+        let share = shares.get(&w.queue).copied().unwrap_or(0.0);
+        order_key(w.priority, share, w.submitted_at, w.id)
     });
     order
 }
 
-/// Decides which `pending` workloads start now, given what `running` holds, under `policy`.
+/// Decides which `pending` workloads start now, given what `running` holds, under `policy`, each
+/// first admitted by its queue's quota (`quotas`, charged with `running`; what starts is charged).
 pub fn plan(
     machine: &Machine,
     running: &[(Work, Vec<Taken>)],
     pending: &[Work],
     policy: Policy,
+    quotas: &mut Quotas,
 ) -> Vec<(i64, Decision)> {
     let (cluster, slots_of) = occupied(machine, running);
     let mut layout = Layout { cluster, slots_of };
-    let order = in_order(pending);
+    let shares = quotas.shares();
+    let order = in_order(pending, &shares);
     let mut engine = Engine::new(policy, EngineConfig::default());
     let mut rng = Rng::new(0);
     let mut out = Vec::with_capacity(order.len());
     for w in order {
+        if let Err(why) = quotas.admit(w) {
+            out.push((w.id, Decision::Wait(why)));
+            continue;
+        }
         match engine.place(&mut layout.cluster, &w.pod, &mut rng) {
             Ok(p) => {
+                quotas.charge(w);
                 let milli = w.pod.gpu.milli_per_gpu();
                 let taken = p
                     .gpus
@@ -265,6 +288,7 @@ mod tests {
             id,
             priority,
             submitted_at: id,
+            queue: "default".into(),
             pod: Pod {
                 cpu_milli: 1000,
                 memory_mib: 1024,
@@ -282,7 +306,13 @@ mod tests {
             work(2, 1000, GpuDemand::Whole(3)),
             work(3, 100, GpuDemand::Share(500)),
         ];
-        let d = plan(&m, &[], &pending, Policy::BestFit);
+        let d = plan(
+            &m,
+            &[],
+            &pending,
+            Policy::BestFit,
+            &mut Quotas::unlimited(&m),
+        );
         // The 3-GPU high-priority job goes first; the 2-GPU job then does not fit; the share does.
         assert_eq!(d[0].0, 2);
         assert!(matches!(&d[0].1, Decision::Place(t) if t.len() == 3));
@@ -310,6 +340,7 @@ mod tests {
             &running,
             &[work(1, 0, GpuDemand::Whole(1))],
             Policy::BestFit,
+            &mut Quotas::unlimited(&m),
         );
         assert!(matches!(&d[0].1, Decision::Wait(_)), "{d:?}");
     }
@@ -322,7 +353,7 @@ mod tests {
         only_a100.insert(models.get("A100-40GB").unwrap());
         let mut w = work(1, 0, GpuDemand::Whole(1));
         w.pod.models = only_a100;
-        let d = plan(&m, &[], &[w], Policy::BestFit);
+        let d = plan(&m, &[], &[w], Policy::BestFit, &mut Quotas::unlimited(&m));
         assert_eq!(
             d[0].1,
             Decision::Place(vec![Taken {
@@ -330,5 +361,56 @@ mod tests {
                 milli: 1000
             }])
         );
+    }
+
+    #[test]
+    fn quotas_hold_work_and_the_queue_with_less_goes_first() {
+        use gantry_core::spec::{QueueSpec, Quota};
+        let m = machine(&["H100-80GB"; 4]);
+        let mut research = QueueSpec::named("research");
+        research.guaranteed = Quota {
+            gpus: Some("1".into()),
+            ..Quota::default()
+        };
+        let specs = [research, QueueSpec::named("prod")];
+        let on = |mut w: Work, q: &str| {
+            w.queue = q.into();
+            w
+        };
+        // prod already runs 2 GPUs; research 0. Equal priority: research's later submission goes
+        // first (lower share), its second job is over quota, prod's waits for GPUs.
+        let running = [(
+            on(work(9, 0, GpuDemand::Whole(2)), "prod"),
+            vec![
+                Taken {
+                    slot: 0,
+                    milli: 1000,
+                },
+                Taken {
+                    slot: 1,
+                    milli: 1000,
+                },
+            ],
+        )];
+        let running_work: Vec<Work> = running.iter().map(|(w, _)| w.clone()).collect();
+        let mut quotas = Quotas::new(&specs, &m, &running_work);
+        let pending = [
+            on(work(1, 0, GpuDemand::Whole(2)), "prod"),
+            on(work(2, 0, GpuDemand::Whole(1)), "research"),
+            on(work(3, 0, GpuDemand::Whole(1)), "research"),
+        ];
+        let d = plan(&m, &running, &pending, Policy::BestFit, &mut quotas);
+        let ids: Vec<i64> = d.iter().map(|(id, _)| *id).collect();
+        assert_eq!(ids, [2, 3, 1], "research (share 0) before prod (share 0.5)");
+        assert!(matches!(&d[0].1, Decision::Place(t) if t.len() == 1));
+        assert!(
+            matches!(&d[1].1, Decision::Wait(why) if why.starts_with("queue research: gpu milli would be 2000")),
+            "{d:?}"
+        );
+        assert!(
+            matches!(&d[2].1, Decision::Wait(why) if why.starts_with("0/1 nodes")),
+            "{d:?}"
+        );
+        assert_eq!(quotas.used("research")[0], 1000, "what started is charged");
     }
 }

@@ -232,6 +232,13 @@ pub async fn serve_with_alerts(
             preemption: config.preemption,
         },
     );
+    // The declared queues (with their quotas) before the first cycle.
+    match db.read(|s| s.queues()).await {
+        Ok(stored) => runner.set_queues(stored.iter().map(gantry_store::Queue::to_spec).collect()),
+        Err(e) => {
+            tracing::error!(error = %e, "could not read the queues; every queue is unlimited")
+        }
+    }
     let state = Arc::new(AppState {
         db: db.clone(),
         runner: runner.clone(),

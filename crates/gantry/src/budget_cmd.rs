@@ -52,18 +52,18 @@ pub struct BudgetSetArgs {
 pub struct ListArgs {
     /// Print the server's JSON.
     #[arg(long)]
-    json: bool,
+    pub(crate) json: bool,
     #[command(flatten)]
-    conn: Connection,
+    pub(crate) conn: Connection,
 }
 
 /// A queue or webhook name.
 #[derive(Args, Debug)]
 pub struct NameArgs {
     /// The name.
-    name: String,
+    pub(crate) name: String,
     #[command(flatten)]
-    conn: Connection,
+    pub(crate) conn: Connection,
 }
 
 /// Options of `gantry webhook add`.
@@ -94,7 +94,7 @@ pub struct AlertsArgs {
 }
 
 /// Percent-encodes a path segment.
-fn segment(s: &str) -> String {
+pub(crate) fn segment(s: &str) -> String {
     s.bytes()
         .map(|b| match b {
             b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
@@ -106,7 +106,7 @@ fn segment(s: &str) -> String {
 }
 
 /// DELETE `path`; an error names the server's reason.
-fn delete(conn: &Connection, path: &str) -> anyhow::Result<()> {
+pub(crate) fn delete(conn: &Connection, path: &str) -> anyhow::Result<()> {
     let agent: ureq::Agent = ureq::Agent::config_builder()
         .http_status_as_error(false)
         .timeout_global(Some(Duration::from_secs(30)))
@@ -133,7 +133,7 @@ fn delete(conn: &Connection, path: &str) -> anyhow::Result<()> {
     bail!("{status} {}: {msg}", e["code"].as_str().unwrap_or("error"))
 }
 
-fn pretty(v: &Value) -> anyhow::Result<()> {
+pub(crate) fn pretty(v: &Value) -> anyhow::Result<()> {
     println!("{}", serde_json::to_string_pretty(v)?);
     Ok(())
 }

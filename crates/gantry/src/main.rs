@@ -9,6 +9,7 @@ mod client;
 mod costs_cmd;
 mod explain_cmd;
 mod k8s_cmd;
+mod queue_cmd;
 mod reproduce;
 mod scenario;
 mod seeds;
@@ -67,6 +68,9 @@ enum Command {
     Strategy(client::StrategyArgs),
     /// What GPU time cost over a window, per queue, owner, workload or model, and its idle part.
     Costs(costs_cmd::CostsArgs),
+    /// Queues: guaranteed quotas, cohorts with borrowing limits, fair-share weights: `set`, `list`, `delete`.
+    #[command(subcommand)]
+    Queue(queue_cmd::QueueCommand),
     /// Monthly budgets per queue: `set`, `list`, `delete`.
     #[command(subcommand)]
     Budget(budget_cmd::BudgetCommand),
@@ -115,6 +119,7 @@ fn main() -> anyhow::Result<()> {
         Command::Cancel(args) => client::cancel(args),
         Command::Strategy(args) => client::strategy(args),
         Command::Costs(args) => costs_cmd::run(args),
+        Command::Queue(cmd) => queue_cmd::queue(cmd),
         Command::Budget(cmd) => budget_cmd::budget(cmd),
         Command::Webhook(cmd) => budget_cmd::webhook(cmd),
         Command::Alerts(args) => budget_cmd::alerts(args),

@@ -555,6 +555,13 @@ fn routes(own: &str, done: &str) -> Vec<(&'static str, String, String)> {
         ),
         ("GET", "/api/monitoring/metrics".into(), String::new()),
         ("GET", "/api/queues".into(), String::new()),
+        // Declared and removed again, so that later submissions need not name a queue.
+        (
+            "PUT",
+            "/api/queues/probe".into(),
+            r#"{"guaranteed": {"gpus": 1}}"#.into(),
+        ),
+        ("DELETE", "/api/queues/probe".into(), String::new()),
     ]
 }
 
@@ -563,7 +570,7 @@ fn allowed(role: &str, method: &str, path: &str) -> bool {
     let submit =
         method == "POST" && path.starts_with("/api/workloads") && !path.ends_with("/cancel");
     let cancel = path.ends_with("/cancel");
-    let operate = method == "PUT";
+    let operate = method == "PUT" || method == "DELETE";
     match role {
         "admin" | "operator" => true,
         "submitter" => !operate,
