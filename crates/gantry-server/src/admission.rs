@@ -133,24 +133,11 @@ pub fn shares(specs: &[QueueSpec], machine: &Machine, running: &[Work]) -> Share
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::schedule::Slot;
     use gantry_core::model::Pod;
     use gantry_core::spec::Quota;
 
     fn machine(gpus: u32) -> Machine {
-        Machine {
-            name: "box".into(),
-            slots: (0..gpus)
-                .map(|i| Slot {
-                    index: i,
-                    uuid: format!("GPU-{i}"),
-                    model: "H100-80GB".into(),
-                    healthy: true,
-                })
-                .collect(),
-            cpu_milli: 64_000,
-            memory_mib: 256 * 1024,
-        }
+        crate::schedule::test_machine(gpus, "H100-80GB", 64_000, 256 * 1024)
     }
 
     fn work(id: i64, queue: &str, gpus: u8) -> Work {

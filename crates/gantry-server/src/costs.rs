@@ -591,7 +591,6 @@ pub async fn record_poll(state: &AppState, running: &[Workload], snapshots: &[Gp
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::schedule::Slot;
     use gantry_cost::{Catalogue, GroupBy, analyse};
     use gantry_store::{Assignment, MigSlice, ReplicaAssignment, actions};
 
@@ -619,19 +618,7 @@ mod tests {
     }
 
     fn machine() -> Machine {
-        Machine {
-            name: "box".into(),
-            slots: (0..2)
-                .map(|i| Slot {
-                    index: i,
-                    uuid: format!("GPU-{i}"),
-                    model: "H100-80GB".into(),
-                    healthy: true,
-                })
-                .collect(),
-            cpu_milli: 8000,
-            memory_mib: 65536,
-        }
+        crate::schedule::test_machine(2, "H100-80GB", 8000, 65536)
     }
 
     fn workload(id: i64, state: WorkloadState, gpu: u32) -> Workload {

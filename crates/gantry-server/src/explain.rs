@@ -823,18 +823,14 @@ fn explain_waiting(w: &Workload, snap: &Snapshot<'_>, mut out: Explanation) -> E
             .get(&w.id)
             .and_then(|r| r.split_once("; preemption: "))
             .map(|(_, p)| p.to_string());
-        if let Some(reason) = decided.filter(|_| busy) {
-            lines.push(format!("  preemption: {reason}"));
-            out.reasons.push(Reason {
-                stage: "preemption".into(),
-                filter: None,
-                nodes: 0,
-                reason,
-            });
-        } else if busy && lower > 0 {
-            let reason = format!(
+        let reason = match decided.filter(|_| busy) {
+            Some(reason) => Some(reason),
+            None if busy && lower > 0 => Some(format!(
                 "{lower} lower-priority running workload(s) hold resources it needs; the next scheduling cycle decides whether to preempt"
-            );
+            )),
+            None => None,
+        };
+        if let Some(reason) = reason {
             lines.push(format!("  preemption: {reason}"));
             out.reasons.push(Reason {
                 stage: "preemption".into(),

@@ -317,7 +317,6 @@ fn inventory_of(machine: &Machine, memory_by_uuid: &BTreeMap<String, u64>) -> Ve
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::schedule::Slot;
     use gantry_store::{
         AssignedGpu, Assignment, Event, ReplicaAssignment, SampleBucket, Workload, WorkloadId,
         WorkloadState, actions,
@@ -326,19 +325,7 @@ mod tests {
     const H: i64 = 3_600_000;
 
     fn machine() -> Machine {
-        Machine {
-            name: "box".into(),
-            slots: (0..4)
-                .map(|i| Slot {
-                    index: i,
-                    uuid: format!("GPU-{i}"),
-                    model: "H100-80GB".into(),
-                    healthy: true,
-                })
-                .collect(),
-            cpu_milli: 8000,
-            memory_mib: 65536,
-        }
+        crate::schedule::test_machine(4, "H100-80GB", 8000, 65536)
     }
 
     fn workload(id: i64, gpu: u32, spot: &str) -> (Workload, Vec<Event>) {

@@ -255,23 +255,10 @@ fn fits(machine: &Machine, holders: &[&Holder], w: &Work, policy: Policy) -> boo
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::schedule::Slot;
     use gantry_core::model::{GpuDemand, Pod};
 
     fn machine(gpus: u32) -> Machine {
-        Machine {
-            name: "box".into(),
-            slots: (0..gpus)
-                .map(|i| Slot {
-                    index: i,
-                    uuid: format!("GPU-{i}"),
-                    model: "H100-80GB".into(),
-                    healthy: true,
-                })
-                .collect(),
-            cpu_milli: 64_000,
-            memory_mib: 256 * 1024,
-        }
+        crate::schedule::test_machine(gpus, "H100-80GB", 64_000, 256 * 1024)
     }
 
     fn work(id: i64, priority: i64, gpus: u8) -> Work {

@@ -375,33 +375,13 @@ impl Runner {
                         .remove(&id.raw())
                         .map(|s| s.preemptor);
                     let cancelled_by_user = lock(&self.cancelling).remove(&id);
-                    if let Some(by) = preempted_for
-                        && !cancelled_by_user
-                    {
-                        // Stopped to make room: requeued, not failed (no retry is used up), whatever
-                        // its exit status (a workload that checkpoints on SIGTERM may exit 0).
-                        let mut change = Transition::to(WorkloadState::Preempted)
-                            .reason(format!("preempted by wl-{by}"));
-                        if let Some(code) = exit.code {
-                            change = change.exit_code(code);
-                        }
-                        requests.push(TransitionRequest {
-                            id,
-                            from: WorkloadState::Running,
-                            change,
-                        });
-                        requests.push(TransitionRequest {
-                            id,
-                            from: WorkloadState::Preempted,
-                            change: Transition::to(WorkloadState::Pending)
-                                .reason("requeued after preemption"),
-                        });
-                        self.preemptions
-                            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                        continue;
-                    }
-                    let cancelled = cancelled_by_user || exit.cancelled;
-                    let (to, reason) = exit_outcome(&exit, cancelled);
+                    let preempted = preempted_for.filter(|_| !cancelled_by_user);
+                    // Stopped to make room: requeued, not failed (no retry is used up), whatever its
+                    // exit status (a workload that checkpoints on SIGTERM may exit 0).
+                    let (to, reason) = match preempted {
+                        Some(by) => (WorkloadState::Preempted, format!("preempted by wl-{by}")),
+                        None => exit_outcome(&exit, cancelled_by_user || exit.cancelled),
+                    };
                     let mut change = Transition::to(to).reason(reason);
                     if let Some(code) = exit.code {
                         change = change.exit_code(code);
@@ -411,6 +391,16 @@ impl Runner {
                         from: WorkloadState::Running,
                         change,
                     });
+                    if preempted.is_some() {
+                        requests.push(TransitionRequest {
+                            id,
+                            from: WorkloadState::Preempted,
+                            change: Transition::to(WorkloadState::Pending)
+                                .reason("requeued after preemption"),
+                        });
+                        self.preemptions
+                            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    }
                     if to == WorkloadState::Failed {
                         retry_later.push((id, attempt, exit));
                     }

@@ -260,6 +260,24 @@ pub fn plan(
     out
 }
 
+/// A machine of `gpus` healthy GPUs of `model` with `cpu_milli` and `memory_mib`, for tests.
+#[cfg(test)]
+pub(crate) fn test_machine(gpus: u32, model: &str, cpu_milli: u64, memory_mib: u64) -> Machine {
+    Machine {
+        name: "box".into(),
+        slots: (0..gpus)
+            .map(|i| Slot {
+                index: i,
+                uuid: format!("GPU-{i}"),
+                model: model.into(),
+                healthy: true,
+            })
+            .collect(),
+        cpu_milli,
+        memory_mib,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -20,6 +20,19 @@ fn spec(name: &str, class: &str, model: &str, count: u32, script: &str) -> Value
            "run": {"command": ["sh", "-c", script]}})
 }
 
+/// A server without auth with this grace and minimum runtime before preemption (seconds).
+fn server(grace: u32, min_runtime: u32) -> Server {
+    Server::start(Opts {
+        no_auth: true,
+        extra: vec![
+            "--grace".into(),
+            grace.to_string(),
+            "--preemption-min-runtime".into(),
+            min_runtime.to_string(),
+        ],
+    })
+}
+
 /// The (from, to, reason) of each event of `id`.
 fn history(http: &harness::Http, id: &str) -> Vec<(String, String, String)> {
     http.events(id)
@@ -33,12 +46,7 @@ fn history(http: &harness::Http, id: &str) -> Vec<(String, String, String)> {
 
 #[test]
 fn higher_priority_work_preempts_the_cheapest_victim_which_checkpoints_and_is_requeued() {
-    let server = Server::start(Opts {
-        no_auth: true,
-        extra: ["--grace", "5", "--preemption-min-runtime", "0"]
-            .map(String::from)
-            .to_vec(),
-    });
+    let server = server(5, 0);
     let http = server.http();
     let work = server.work();
     let ckpt = work.join("ckpt");
@@ -175,12 +183,7 @@ fn higher_priority_work_preempts_the_cheapest_victim_which_checkpoints_and_is_re
 
 #[test]
 fn work_younger_than_the_minimum_runtime_is_not_preempted_and_the_wait_says_until_when() {
-    let server = Server::start(Opts {
-        no_auth: true,
-        extra: ["--grace", "1", "--preemption-min-runtime", "3600"]
-            .map(String::from)
-            .to_vec(),
-    });
+    let server = server(1, 3600);
     let http = server.http();
     let low = http.submit(&spec(
         "low",
@@ -219,12 +222,7 @@ fn work_younger_than_the_minimum_runtime_is_not_preempted_and_the_wait_says_unti
 #[test]
 fn a_victim_that_ignores_sigterm_is_killed_after_the_grace_and_explain_says_when_the_preemptor_starts()
  {
-    let server = Server::start(Opts {
-        no_auth: true,
-        extra: ["--grace", "3", "--preemption-min-runtime", "0"]
-            .map(String::from)
-            .to_vec(),
-    });
+    let server = server(3, 0);
     let http = server.http();
     // Ignores SIGTERM (so does its sleep, which inherits the disposition): only SIGKILL ends it.
     let stubborn = http.submit(&spec(
