@@ -212,6 +212,11 @@ async function main() {
     // Charts fill from the stream.
     await page.waitForFunction(() => document.querySelectorAll('#chart-util polyline, #chart-queue polyline').length === 2, null, { timeout: 10000 });
     await page.waitForFunction(() => !document.querySelector('#cost-table tbody').textContent.includes('Loading'));
+    // The queues table: the default queue (not declared, so unlimited) holds three GPUs, one waits.
+    const queueRow = page.locator('#queues-table tr[data-queue="default"]');
+    await queueRow.waitFor();
+    assert.equal(await queueRow.locator('.used').innerText(), '3.00');
+    assert.match(await queueRow.locator('.guaranteed').innerText(), /unlimited/);
     await shot(page, '01-overview.png');
 
     // --- Submit through the form: it runs and its log appears. ---

@@ -92,6 +92,8 @@ async function start() {
   loadStrategies();
   loadCosts();
   if (!ui.costTimer) ui.costTimer = setInterval(loadCosts, 30000);
+  loadQueues();
+  if (!ui.queueTimer) ui.queueTimer = setInterval(loadQueues, 5000);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -509,6 +511,35 @@ async function applyStrategy(ev) {
 // ---------------------------------------------------------------------------------------------
 // Costs and findings
 // ---------------------------------------------------------------------------------------------
+
+// ---------------------------------------------------------------------------------------------
+// Queues
+// ---------------------------------------------------------------------------------------------
+
+function amounts(q) {
+  const parts = ['gpus', 'cpu', 'memory'].filter((k) => q && q[k] !== undefined).map((k) => `${k} ${q[k]}`);
+  return parts.length ? parts.join(', ') : '—';
+}
+
+async function loadQueues() {
+  const body = $('#queues-table tbody');
+  try {
+    const list = await getJson('/api/queues');
+    const rows = list.map((q) => h('tr', { 'data-queue': q.name },
+      h('td', { text: q.name }),
+      h('td', { class: 'guaranteed', text: q.declared ? amounts(q.guaranteed) : 'unlimited (not declared)' }),
+      h('td', { text: q.cohort ? `${q.cohort} · ${q.borrowingLimit ? amounts(q.borrowingLimit) : 'unlimited'}` : '—' }),
+      h('td', { text: String(q.weight) }),
+      h('td', { class: 'used', text: q.used.gpus.toFixed(2) }),
+      h('td', { text: q.share.toFixed(3) }),
+      h('td', { text: String(q.running) }),
+      h('td', { text: String(q.pending) })));
+    body.replaceChildren(...(rows.length ? rows
+      : [h('tr', {}, h('td', { colspan: 8, class: 'empty', text: 'No queues: every queue is unlimited (declare one with gantry queue set).' }))]));
+  } catch (e) {
+    body.replaceChildren(h('tr', {}, h('td', { colspan: 8, class: 'error', text: e.message })));
+  }
+}
 
 async function loadCosts() {
   try {
