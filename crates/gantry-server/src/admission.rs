@@ -146,6 +146,8 @@ mod tests {
             priority: 0,
             submitted_at: id,
             queue: queue.into(),
+            limit_ms: None,
+            started_at: None,
             pod: Pod {
                 cpu_milli: 1000,
                 memory_mib: 1024,

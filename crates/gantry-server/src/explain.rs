@@ -14,7 +14,7 @@
 use crate::admission::{self, Quotas, Shares};
 use crate::api::{Shared, need, principal, workload_id};
 use crate::error::{ApiError, ErrorBody};
-use crate::runner::{now_ms, taken_of, work_of};
+use crate::runner::{limit_ms, now_ms, taken_of, work_of};
 use crate::schedule::{self, Decision, Machine, Taken, Work};
 use axum::extract::{Path, Request, State};
 use axum::routing::get;
@@ -174,16 +174,6 @@ enum Runtime {
     Unknown,
 }
 
-/// The time limit of `w` in ms, if it has one.
-fn limit_ms(w: &Workload) -> Option<i64> {
-    let secs = w.spec.timeout.as_ref()?.seconds().ok()?;
-    Some(
-        i64::try_from(secs)
-            .unwrap_or(i64::MAX / 2)
-            .saturating_mul(1000),
-    )
-}
-
 /// How long `w` runs: its time limit, else the median runtime of succeeded runs of the same owner,
 /// queue and name in `history`.
 fn runtime(w: &Workload, history: &[Workload]) -> Runtime {
@@ -214,6 +204,9 @@ fn runtime(w: &Workload, history: &[Workload]) -> Runtime {
     };
     Runtime::Typical { ms, runs: n }
 }
+
+/// What a reason held back for the head-of-line reservation says (see [`crate::backfill`]).
+const RESERVED_FOR: &str = "nodes can take it without delaying wl-";
 
 /// True when the runner's reason is not the engine's (`0/N nodes ...`): admission held it.
 fn is_admission(reason: &str) -> bool {
@@ -483,7 +476,7 @@ fn forecast(target: &Workload, target_work: &Work, snap: &Snapshot<'_>) -> Forec
             .collect();
         let held: Vec<Work> = holding.iter().map(|(w, _)| w.clone()).collect();
         let mut quotas = Quotas::new(snap.queues, snap.machine, &held);
-        let decisions = schedule::plan(snap.machine, &holding, &queue, snap.policy, &mut quotas);
+        let decisions = schedule::plan(snap.machine, &holding, &queue, snap.policy, &mut quotas, t);
         let mut before_target = true;
         for (raw, decision) in decisions {
             if raw == target.id.raw() {
@@ -504,7 +497,8 @@ fn forecast(target: &Workload, target_work: &Work, snap: &Snapshot<'_>) -> Forec
             let Some(pos) = queue.iter().position(|q| q.id == raw) else {
                 continue;
             };
-            let work = queue.remove(pos);
+            let mut work = queue.remove(pos);
+            work.started_at = Some(t);
             if step == 0 && before_target {
                 ahead_now.push((work.clone(), taken.clone()));
             }
@@ -780,11 +774,27 @@ fn explain_waiting(w: &Workload, snap: &Snapshot<'_>, mut out: Explanation) -> E
         return out;
     }
     let forecast = forecast(w, &work, snap);
+    let held = snap
+        .waiting
+        .get(&w.id)
+        .filter(|r| r.contains(RESERVED_FOR))
+        .filter(|_| !forecast.fits_now);
     if forecast.fits_now {
         out.stage = "placing".into();
         lines.push(format!(
             "{head}: it fits now; the next scheduling cycle starts it."
         ));
+    } else if let Some(reason) = held {
+        // It fits, but only on GPUs the head of the queue has reserved.
+        out.stage = "reservation".into();
+        lines.push(format!("{head}: held back for the head of the queue."));
+        lines.push(format!("  {reason}"));
+        out.reasons.push(Reason {
+            stage: "reservation".into(),
+            filter: None,
+            nodes: 0,
+            reason: reason.clone(),
+        });
     } else {
         out.stage = "filter".into();
         let models = snap.machine.models();
@@ -1285,16 +1295,17 @@ mod tests {
                 overall: 3
             })
         );
-        // At T0+10: urgent (1 GPU) and ahead (2 GPUs) cannot both start; urgent does, ahead waits,
-        // and mine (1 GPU) takes the other GPU without waiting for ahead (no head-of-line block).
+        // At T0+10: urgent (1 GPU, 5 min) starts; ahead (2 GPUs) does not fit and reserves both
+        // GPUs for T0+15; mine (1 GPU, no time limit) may not take the free one (it would delay
+        // ahead), so it starts when ahead's hour ends: T0+75, exact.
         let s = x.estimated_start.unwrap_or_else(|| panic!("no estimate"));
-        assert_eq!(s.at_ms, Some(T0 + 10 * MIN));
+        assert_eq!(s.at_ms, Some(T0 + 75 * MIN), "{}", s.basis);
         assert_eq!(s.confidence, Confidence::Exact);
         let x = explain(&pending[0], &snap);
-        // ahead needs both: after urgent's 5 min and, with mine holding a GPU forever, unknown.
+        // ahead starts as soon as urgent's 5 minutes end: the reservation keeps mine off its GPUs.
         let s = x.estimated_start.unwrap_or_else(|| panic!("no estimate"));
-        assert_eq!(s.confidence, Confidence::Unknown, "{}", s.basis);
-        assert!(s.basis.contains("wl-3"), "{}", s.basis);
+        assert_eq!(s.at_ms, Some(T0 + 15 * MIN), "{}", s.basis);
+        assert_eq!(s.confidence, Confidence::Exact, "{}", s.basis);
     }
 
     #[test]

@@ -7,6 +7,7 @@ pub mod admission;
 pub mod alerts;
 pub mod api;
 pub mod auth;
+pub mod backfill;
 pub mod budgets;
 pub mod costs;
 pub mod dashboard;

@@ -149,8 +149,11 @@ pub fn decide(s: &Situation<'_>, who: Preemptor<'_>) -> Preemption {
         .iter()
         .filter(|h| !stopping_for_it.contains(&h.work.id))
         .collect();
-    if !awaiting.is_empty() && fits(machine, &kept, preemptor, policy) {
-        return Preemption::AwaitStopping(awaiting);
+    if fits(machine, &kept, preemptor, policy) {
+        return match awaiting.is_empty() {
+            false => Preemption::AwaitStopping(awaiting),
+            true => Preemption::No("it fits without stopping anything".into()),
+        };
     }
     let mut candidates: Vec<&Holder> = kept
         .iter()
@@ -267,6 +270,8 @@ mod tests {
             priority,
             submitted_at: id,
             queue: "default".into(),
+            limit_ms: None,
+            started_at: None,
             pod: Pod {
                 cpu_milli: 0,
                 memory_mib: 0,

@@ -496,6 +496,7 @@ impl Runner {
             &pending_work,
             self.policy(),
             &mut quotas,
+            now_ms(),
         );
         let by_id: HashMap<i64, &Workload> = pending.iter().map(|w| (w.id.raw(), w)).collect();
         let mut waiting = Waiting::new();
@@ -506,6 +507,10 @@ impl Runner {
             match decision {
                 Decision::Place(taken) => to_schedule.push(((*w).clone(), taken)),
                 Decision::Wait(why) => blocked.push((*w, why)),
+                // Held for the head-of-line reservation: it fits, so preemption has nothing to do.
+                Decision::Held(why) => {
+                    waiting.insert(w.id, why);
+                }
             }
         }
         let holders = self.holders(&running, &to_schedule, &machine, &quotas);
@@ -1002,8 +1007,22 @@ pub fn work_of(w: &Workload, models: &GpuModels) -> Result<Work, String> {
         priority: w.priority,
         submitted_at: w.submitted_at,
         queue: w.queue.clone(),
+        limit_ms: limit_ms(w),
+        started_at: w
+            .started_at
+            .filter(|_| matches!(w.state, WorkloadState::Scheduled | WorkloadState::Running)),
         pod,
     })
+}
+
+/// The time limit of `w` in ms, if it has one.
+pub fn limit_ms(w: &Workload) -> Option<i64> {
+    let secs = w.spec.timeout.as_ref()?.seconds().ok()?;
+    Some(
+        i64::try_from(secs)
+            .unwrap_or(i64::MAX / 2)
+            .saturating_mul(1000),
+    )
 }
 
 /// The GPUs of `machine` that `w`'s assignment holds.

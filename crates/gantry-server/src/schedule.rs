@@ -5,10 +5,12 @@
 //! workloads are committed first, then pending ones are placed in order: priority (higher first),
 //! then the queue's fair-share standing, then submission time, then id; each is first admitted by its
 //! queue's quota ([`crate::admission`]); a workload that does not fit waits with the engine's reason
-//! (filters and node counts), and later, smaller ones may still start (no head-of-line blocking on
-//! one machine: nothing is reserved).
+//! (filters and node counts). The first one that does not fit reserves the GPUs it will get
+//! ([`crate::backfill`]); later ones still start beside the reservation, or on it if their time limit
+//! ends before it is due.
 
 use crate::admission::{Quotas, Shares};
+use crate::backfill::{self, Reservation};
 use gantry_core::engine::{Engine, EngineConfig};
 use gantry_core::model::{GpuDemand, GpuModels, GpuSet, NodeSpec, Pod};
 use gantry_core::{Cluster, Policy, Rng};
@@ -61,6 +63,10 @@ pub struct Work {
     pub submitted_at: i64,
     /// Its queue.
     pub queue: String,
+    /// Its time limit, ms (it is stopped then).
+    pub limit_ms: Option<i64>,
+    /// When its current attempt started, ms (running work only).
+    pub started_at: Option<i64>,
     /// What one replica needs, in engine terms.
     pub pod: Pod,
 }
@@ -70,8 +76,10 @@ pub struct Work {
 pub enum Decision {
     /// Start it on these GPUs.
     Place(Vec<Taken>),
-    /// It waits; why (the engine's explanation).
+    /// It waits; why (the engine's explanation, or its queue's quota).
     Wait(String),
+    /// It would fit, but only on GPUs reserved for the head-of-line workload (see [`crate::backfill`]).
+    Held(String),
 }
 
 struct Layout {
@@ -219,14 +227,17 @@ pub fn in_order<'a>(pending: &'a [Work], shares: &Shares) -> Vec<&'a Work> {
     order
 }
 
-/// Decides which `pending` workloads start now, given what `running` holds, under `policy`, each
-/// first admitted by its queue's quota (`quotas`, charged with `running`; what starts is charged).
+/// Decides which `pending` workloads start now (at `now_ms`), given what `running` holds, under
+/// `policy`: each first admitted by its queue's quota (`quotas`, charged with `running`; what starts
+/// is charged), then placed; the first that does not fit reserves GPUs ([`crate::backfill`]) that
+/// later work may use only if it ends in time.
 pub fn plan(
     machine: &Machine,
     running: &[(Work, Vec<Taken>)],
     pending: &[Work],
     policy: Policy,
     quotas: &mut Quotas,
+    now_ms: i64,
 ) -> Vec<(i64, Decision)> {
     let (cluster, slots_of) = occupied(machine, running);
     let mut layout = Layout { cluster, slots_of };
@@ -235,16 +246,38 @@ pub fn plan(
     let mut engine = Engine::new(policy, EngineConfig::default());
     let mut rng = Rng::new(0);
     let mut out = Vec::with_capacity(order.len());
+    // What holds GPUs, this cycle's placements included (for the reservation).
+    let mut holders: Vec<(Work, Vec<Taken>)> = running.to_vec();
+    // The reservation, with the cluster as later work sees it and an engine for that cluster (the
+    // engine memoises scores per node version, so each cluster gets its own).
+    let mut reserved: Option<(Reservation, Cluster, Engine)> = None;
     for w in order {
         if let Err(why) = quotas.admit(w) {
             out.push((w.id, Decision::Wait(why)));
             continue;
         }
-        match engine.place(&mut layout.cluster, &w.pod, &mut rng) {
+        let guard = reserved
+            .as_mut()
+            .filter(|(r, _, _)| !r.ends_in_time(w, now_ms));
+        let chosen = match guard {
+            Some((_, g, guard_engine)) => guard_engine.schedule(g, &w.pod, &mut rng),
+            None => engine.schedule(&layout.cluster, &w.pod, &mut rng),
+        };
+        match chosen {
             Ok(p) => {
+                if layout.cluster.commit(p.node, &w.pod, p.gpus).is_err() {
+                    // Cannot happen (the guarded cluster only has less free); wait rather than
+                    // over-allocate if it ever did.
+                    out.push((w.id, Decision::Wait("0/1 nodes: placement refused".into())));
+                    continue;
+                }
+                if let Some((_, g, _)) = reserved.as_mut() {
+                    // Fails only where the reservation already holds those GPUs.
+                    let _ = g.commit(p.node, &w.pod, p.gpus);
+                }
                 quotas.charge(w);
                 let milli = w.pod.gpu.milli_per_gpu();
-                let taken = p
+                let taken: Vec<Taken> = p
                     .gpus
                     .iter()
                     .map(|g| Taken {
@@ -252,9 +285,28 @@ pub fn plan(
                         milli,
                     })
                     .collect();
+                let mut started = w.clone();
+                started.started_at = Some(now_ms);
+                holders.push((started, taken.clone()));
                 out.push((w.id, Decision::Place(taken)));
             }
-            Err(e) => out.push((w.id, Decision::Wait(e.to_string()))),
+            Err(e) => {
+                let fits_unguarded = reserved.is_some()
+                    && engine.schedule(&layout.cluster, &w.pod, &mut rng).is_ok();
+                match &reserved {
+                    Some((r, _, _)) if fits_unguarded => {
+                        let nodes = layout.cluster.nodes().len();
+                        out.push((w.id, Decision::Held(r.reason(nodes))));
+                    }
+                    _ => out.push((w.id, Decision::Wait(e.to_string()))),
+                }
+                if reserved.is_none()
+                    && let Some(r) = backfill::reserve(machine, &holders, w, policy)
+                {
+                    let g = backfill::guarded(&layout.cluster, &layout.slots_of, &r);
+                    reserved = Some((r, g, Engine::new(policy, EngineConfig::default())));
+                }
+            }
         }
     }
     out
@@ -307,6 +359,8 @@ mod tests {
             priority,
             submitted_at: id,
             queue: "default".into(),
+            limit_ms: None,
+            started_at: None,
             pod: Pod {
                 cpu_milli: 1000,
                 memory_mib: 1024,
@@ -330,6 +384,7 @@ mod tests {
             &pending,
             Policy::BestFit,
             &mut Quotas::unlimited(&m),
+            0,
         );
         // The 3-GPU high-priority job goes first; the 2-GPU job then does not fit; the share does.
         assert_eq!(d[0].0, 2);
@@ -359,6 +414,7 @@ mod tests {
             &[work(1, 0, GpuDemand::Whole(1))],
             Policy::BestFit,
             &mut Quotas::unlimited(&m),
+            0,
         );
         assert!(matches!(&d[0].1, Decision::Wait(_)), "{d:?}");
     }
@@ -371,7 +427,14 @@ mod tests {
         only_a100.insert(models.get("A100-40GB").unwrap());
         let mut w = work(1, 0, GpuDemand::Whole(1));
         w.pod.models = only_a100;
-        let d = plan(&m, &[], &[w], Policy::BestFit, &mut Quotas::unlimited(&m));
+        let d = plan(
+            &m,
+            &[],
+            &[w],
+            Policy::BestFit,
+            &mut Quotas::unlimited(&m),
+            0,
+        );
         assert_eq!(
             d[0].1,
             Decision::Place(vec![Taken {
@@ -417,7 +480,7 @@ mod tests {
             on(work(2, 0, GpuDemand::Whole(1)), "research"),
             on(work(3, 0, GpuDemand::Whole(1)), "research"),
         ];
-        let d = plan(&m, &running, &pending, Policy::BestFit, &mut quotas);
+        let d = plan(&m, &running, &pending, Policy::BestFit, &mut quotas, 0);
         let ids: Vec<i64> = d.iter().map(|(id, _)| *id).collect();
         assert_eq!(ids, [2, 3, 1], "research (share 0) before prod (share 0.5)");
         assert!(matches!(&d[0].1, Decision::Place(t) if t.len() == 1));
@@ -430,5 +493,71 @@ mod tests {
             "{d:?}"
         );
         assert_eq!(quotas.used("research")[0], 1000, "what started is charged");
+    }
+
+    #[test]
+    fn the_first_blocked_workload_reserves_and_only_work_that_ends_in_time_backfills() {
+        let m = machine(&["H100-80GB"; 4]);
+        // wl-9 holds GPUs 0 and 1 until 10 minutes (started at 0 with a 10-minute limit).
+        let mut holder = work(9, 0, GpuDemand::Whole(2));
+        holder.started_at = Some(0);
+        holder.limit_ms = Some(600_000);
+        let running = [(
+            holder,
+            vec![
+                Taken {
+                    slot: 0,
+                    milli: 1000,
+                },
+                Taken {
+                    slot: 1,
+                    milli: 1000,
+                },
+            ],
+        )];
+        let big = work(1, 0, GpuDemand::Whole(4));
+        let endless = work(2, 0, GpuDemand::Whole(1));
+        let mut short = work(3, 0, GpuDemand::Whole(1));
+        short.limit_ms = Some(300_000);
+        let mut too_long = work(4, 0, GpuDemand::Whole(1));
+        too_long.limit_ms = Some(900_000);
+        let pending = [big, endless, short, too_long];
+        let d = plan(
+            &m,
+            &running,
+            &pending,
+            Policy::BestFit,
+            &mut Quotas::unlimited(&m),
+            0,
+        );
+        assert!(
+            matches!(&d[0].1, Decision::Wait(w) if w.starts_with("0/1 nodes")),
+            "{d:?}"
+        );
+        for i in [1, 3] {
+            assert!(
+                matches!(&d[i].1, Decision::Held(w) if w.contains("without delaying wl-1, first in line")),
+                "{:?}",
+                d[i]
+            );
+        }
+        assert!(
+            matches!(&d[2].1, Decision::Place(t) if t.len() == 1),
+            "{d:?}"
+        );
+        // With no reservation possible (8 GPUs never fit), nothing is held back.
+        let pending = [
+            work(1, 0, GpuDemand::Whole(8)),
+            work(2, 0, GpuDemand::Whole(1)),
+        ];
+        let d = plan(
+            &m,
+            &running,
+            &pending,
+            Policy::BestFit,
+            &mut Quotas::unlimited(&m),
+            0,
+        );
+        assert!(matches!(&d[1].1, Decision::Place(_)), "{d:?}");
     }
 }
