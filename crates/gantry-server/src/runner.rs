@@ -502,13 +502,24 @@ impl Runner {
         let mut waiting = Waiting::new();
         let mut to_schedule = Vec::new();
         let mut blocked = Vec::new();
+        // Work after the reservation's head does not preempt: room it made could go to the head's
+        // reserved GPUs only, and it would be held there anyway.
+        let mut past_head = false;
         for (raw, decision) in decisions {
             let Some(w) = by_id.get(&raw) else { continue };
             match decision {
                 Decision::Place(taken) => to_schedule.push(((*w).clone(), taken)),
+                Decision::Wait(why) if past_head => {
+                    waiting.insert(w.id, why);
+                }
                 Decision::Wait(why) => blocked.push((*w, why)),
-                // Held for the head-of-line reservation: it fits, so preemption has nothing to do.
-                Decision::Held(why) => {
+                Decision::Reserved(why) => {
+                    past_head = true;
+                    blocked.push((*w, why));
+                }
+                // Over its queue's quota, or held for the head-of-line reservation (it fits): no
+                // preemption for either.
+                Decision::Refused(why) | Decision::Held(why) => {
                     waiting.insert(w.id, why);
                 }
             }

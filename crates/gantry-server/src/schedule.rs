@@ -76,8 +76,12 @@ pub struct Work {
 pub enum Decision {
     /// Start it on these GPUs.
     Place(Vec<Taken>),
-    /// It waits; why (the engine's explanation, or its queue's quota).
+    /// It does not fit; why (the engine's explanation).
     Wait(String),
+    /// It does not fit (why), and it is first in line: GPUs are now reserved for it.
+    Reserved(String),
+    /// Its queue's quota does not admit it now; why.
+    Refused(String),
     /// It would fit, but only on GPUs reserved for the head-of-line workload (see [`crate::backfill`]).
     Held(String),
 }
@@ -253,7 +257,7 @@ pub fn plan(
     let mut reserved: Option<(Reservation, Cluster, Engine)> = None;
     for w in order {
         if let Err(why) = quotas.admit(w) {
-            out.push((w.id, Decision::Wait(why)));
+            out.push((w.id, Decision::Refused(why)));
             continue;
         }
         let guard = reserved
@@ -298,13 +302,15 @@ pub fn plan(
                         let nodes = layout.cluster.nodes().len();
                         out.push((w.id, Decision::Held(r.reason(nodes))));
                     }
-                    _ => out.push((w.id, Decision::Wait(e.to_string()))),
-                }
-                if reserved.is_none()
-                    && let Some(r) = backfill::reserve(machine, &holders, w, policy)
-                {
-                    let g = backfill::guarded(&layout.cluster, &layout.slots_of, &r);
-                    reserved = Some((r, g, Engine::new(policy, EngineConfig::default())));
+                    Some(_) => out.push((w.id, Decision::Wait(e.to_string()))),
+                    None => match backfill::reserve(machine, &holders, w, policy) {
+                        Some(r) => {
+                            let g = backfill::guarded(&layout.cluster, &layout.slots_of, &r);
+                            reserved = Some((r, g, Engine::new(policy, EngineConfig::default())));
+                            out.push((w.id, Decision::Reserved(e.to_string())));
+                        }
+                        None => out.push((w.id, Decision::Wait(e.to_string()))),
+                    },
                 }
             }
         }
@@ -391,7 +397,7 @@ mod tests {
         assert!(matches!(&d[0].1, Decision::Place(t) if t.len() == 3));
         assert_eq!(d[1].0, 1);
         assert!(
-            matches!(&d[1].1, Decision::Wait(why) if why.contains("0/1 nodes")),
+            matches!(&d[1].1, Decision::Reserved(why) if why.contains("0/1 nodes")),
             "{d:?}"
         );
         assert!(matches!(&d[2].1, Decision::Place(t) if t.len() == 1 && t[0].milli == 500));
@@ -416,7 +422,7 @@ mod tests {
             &mut Quotas::unlimited(&m),
             0,
         );
-        assert!(matches!(&d[0].1, Decision::Wait(_)), "{d:?}");
+        assert!(matches!(&d[0].1, Decision::Reserved(_)), "{d:?}");
     }
 
     #[test]
@@ -485,11 +491,11 @@ mod tests {
         assert_eq!(ids, [2, 3, 1], "research (share 0) before prod (share 0.5)");
         assert!(matches!(&d[0].1, Decision::Place(t) if t.len() == 1));
         assert!(
-            matches!(&d[1].1, Decision::Wait(why) if why.starts_with("queue research: gpu milli would be 2000")),
+            matches!(&d[1].1, Decision::Refused(why) if why.starts_with("queue research: gpu milli would be 2000")),
             "{d:?}"
         );
         assert!(
-            matches!(&d[2].1, Decision::Wait(why) if why.starts_with("0/1 nodes")),
+            matches!(&d[2].1, Decision::Reserved(why) if why.starts_with("0/1 nodes")),
             "{d:?}"
         );
         assert_eq!(quotas.used("research")[0], 1000, "what started is charged");
@@ -531,7 +537,7 @@ mod tests {
             0,
         );
         assert!(
-            matches!(&d[0].1, Decision::Wait(w) if w.starts_with("0/1 nodes")),
+            matches!(&d[0].1, Decision::Reserved(w) if w.starts_with("0/1 nodes")),
             "{d:?}"
         );
         for i in [1, 3] {
