@@ -109,7 +109,8 @@ impl Quotas {
             .list
             .iter()
             .enumerate()
-            .map(|(i, s)| (s.name.clone(), self.queues.share(i, self.totals)))
+            // Bounded weights keep this finite; the clamp keeps JSON numbers even if not.
+            .map(|(i, s)| (s.name.clone(), self.queues.share(i, self.totals).min(1e12)))
             .collect()
     }
 

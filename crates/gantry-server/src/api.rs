@@ -445,10 +445,12 @@ pub fn parse_spec(headers: &HeaderMap, bytes: &[u8]) -> Result<WorkloadSpec, Api
 fn parse_yaml(text: &str) -> Result<WorkloadSpec, ApiError> {
     let mut path = String::new();
     let parsed = serde_saphyr::with_deserializer_from_str(text, |de| {
-        serde_path_to_error::deserialize::<_, WorkloadSpec>(de).map_err(|e| {
-            path = e.path().to_string();
-            e.into_inner()
-        })
+        serde_path_to_error::deserialize::<_, WorkloadSpec>(crate::strict::Strict(de)).map_err(
+            |e| {
+                path = e.path().to_string();
+                e.into_inner()
+            },
+        )
     });
     let err = match parsed {
         Ok(spec) => return Ok(spec),
@@ -1215,4 +1217,34 @@ pub fn openapi() -> serde_json::Value {
         }
     }
     doc
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_spec_body_must_be_a_mapping_or_object() {
+        assert!(parse_yaml("name: a\nrun: {command: [\"true\"]}\n").is_ok());
+        assert!(parse_json::<WorkloadSpec>(br#"{"name": "a"}"#).is_ok());
+        for yaml in ["- a\n- {command: [\"true\"]}\n", "a\n", "[a]\n"] {
+            let e = parse_yaml(yaml).unwrap_err();
+            assert_eq!(e.status.as_u16(), 400, "{yaml:?}");
+        }
+        assert!(parse_json::<WorkloadSpec>(br#"["a"]"#).is_err());
+        // Nested structs as sequences are refused too, naming the field.
+        for (body, field) in [
+            (r#"{"name": "a", "resources": []}"#, "resources"),
+            (
+                r#"{"name": "a", "resources": {"gpu": [1]}}"#,
+                "resources.gpu",
+            ),
+            (r#"{"name": "a", "run": [["true"]]}"#, "run"),
+        ] {
+            let e = parse_json::<WorkloadSpec>(body.as_bytes()).unwrap_err();
+            assert_eq!(e.field.as_deref(), Some(field), "{body}: {}", e.message);
+        }
+        let e = parse_yaml("name: a\nresources: [1]\n").unwrap_err();
+        assert_eq!(e.field.as_deref(), Some("resources"), "{}", e.message);
+    }
 }

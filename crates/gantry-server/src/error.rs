@@ -140,11 +140,19 @@ impl IntoResponse for ApiError {
     }
 }
 
-/// Turns a JSON body into `T`, naming the field of the first problem (unknown field, wrong type,
-/// missing field); trailing text after the value is refused.
+/// Turns a JSON object body into `T`, naming the field of the first problem (unknown field, wrong
+/// type, missing field); anything but an object (serde would read an array positionally into a
+/// struct) and trailing text after the value are refused.
 pub fn parse_json<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    let first = bytes.iter().find(|b| !b.is_ascii_whitespace());
+    if first.is_some_and(|b| *b != b'{') {
+        return Err(ApiError::bad_request(
+            "malformed_body",
+            "the body must be a JSON object",
+        ));
+    }
     let mut de = serde_json::Deserializer::from_slice(bytes);
-    let value = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+    let value = serde_path_to_error::deserialize(crate::strict::Strict(&mut de)).map_err(|e| {
         let path = e.path().to_string();
         let inner = e.into_inner();
         let data_error = inner.classify() == serde_json::error::Category::Data;
@@ -213,5 +221,9 @@ mod tests {
         let e = parse_json::<Probe>(br#"{"name": "a", "inner": {"count": 1}} {}"#).unwrap_err();
         assert_eq!(e.code, "malformed_body");
         assert!(parse_json::<Probe>(b" {\"name\": \"a\", \"inner\": {\"count\": 1}}\n ").is_ok());
+        // An array would be read positionally into the struct: refused.
+        let e = parse_json::<Probe>(br#"["a", {"count": 1}]"#).unwrap_err();
+        assert_eq!((e.status.as_u16(), e.code), (400, "malformed_body"));
+        assert!(parse_json::<Probe>(b"null").is_err());
     }
 }

@@ -22,3 +22,4 @@ pub mod queues;
 pub mod runner;
 pub mod schedule;
 pub mod serve;
+pub mod strict;

@@ -39,19 +39,18 @@ pub(crate) fn routes() -> Router<Shared> {
 )]
 pub(crate) struct Doc;
 
-/// Amounts of a quota: each a number or a quantity string; absent = not limited by this quota.
-#[derive(ToSchema)]
+/// Amounts of a quota: each a number or a quantity string; absent = not limited by this quota
+/// (OpenAPI only: the handler reads `gantry_core::spec::Quota`).
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 #[allow(dead_code)]
 pub struct QuotaBody {
     /// GPUs, fractions allowed: `4`, `2.5`, `"500m"`.
-    #[schema(value_type = Value)]
-    gpus: Option<String>,
+    gpus: Option<serde_json::Value>,
     /// CPU cores: `16`, `"500m"`.
-    #[schema(value_type = Value)]
-    cpu: Option<String>,
+    cpu: Option<serde_json::Value>,
     /// Memory: `"64Gi"`.
-    #[schema(value_type = Value)]
-    memory: Option<String>,
+    memory: Option<serde_json::Value>,
 }
 
 /// A queue to create or replace.
@@ -61,9 +60,9 @@ pub struct QueueChange {
     /// Queues of one cohort lend each other unused guaranteed quota.
     #[serde(default)]
     pub cohort: Option<String>,
-    /// Fair-share weight, more than 0 (default 1).
+    /// Fair-share weight, 0.001 to 1000 (default 1).
     #[serde(default)]
-    #[schema(exclusive_minimum = 0)]
+    #[schema(minimum = 0.001, maximum = 1000)]
     pub weight: Option<f64>,
     /// Always available to this queue; a dimension it names no amount for is not limited.
     #[serde(default)]

@@ -83,16 +83,41 @@ impl Store {
         }
         let mut conn = Connection::open(&path)?;
         conn.busy_timeout(BUSY_TIMEOUT)?;
+        // Switching a new file to WAL while another process creates it too can answer "database is
+        // locked" at once, without SQLite's busy handler: retry that for up to the busy timeout.
+        let started = std::time::Instant::now();
+        let mut pause = std::time::Duration::from_millis(5);
+        loop {
+            match Self::prepare(&mut conn, &path) {
+                Ok(()) => break,
+                Err(Error::Sqlite(e))
+                    if e.sqlite_error_code() == Some(rusqlite::ErrorCode::DatabaseBusy)
+                        && started.elapsed() < BUSY_TIMEOUT =>
+                {
+                    std::thread::sleep(pause);
+                    pause = (pause * 2).min(std::time::Duration::from_millis(200));
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        conn.set_prepared_statement_cache_capacity(64);
+        Ok(Store { conn, path })
+    }
+
+    /// WAL, durability settings and migrations on a fresh connection.
+    fn prepare(conn: &mut Connection, path: &Path) -> Result<()> {
         let mode: String =
             conn.pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get(0))?;
         if !mode.eq_ignore_ascii_case("wal") {
-            return Err(Error::NotWal { path, mode });
+            return Err(Error::NotWal {
+                path: path.to_path_buf(),
+                mode,
+            });
         }
         conn.pragma_update(None, "synchronous", "FULL")?;
         conn.pragma_update(None, "foreign_keys", true)?;
-        schema::migrate(&mut conn, schema::MIGRATIONS)?;
-        conn.set_prepared_statement_cache_capacity(64);
-        Ok(Store { conn, path })
+        schema::migrate(conn, schema::MIGRATIONS)?;
+        Ok(())
     }
 
     /// The database file.

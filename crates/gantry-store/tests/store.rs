@@ -820,3 +820,31 @@ impl TapName for Queue {
         self
     }
 }
+
+/// Several processes (here threads, each with its own connection) creating the same new database at
+/// once all open it: SQLite's immediate "database is locked" while one switches it to WAL is retried.
+#[test]
+fn concurrent_opens_of_a_new_database_all_succeed() {
+    for round in 0..10 {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join(format!("race-{round}.db"));
+        let barrier = std::sync::Arc::new(std::sync::Barrier::new(6));
+        let opened: Vec<Result<i64, String>> = (0..6)
+            .map(|_| {
+                let (db, barrier) = (db.clone(), barrier.clone());
+                std::thread::spawn(move || {
+                    barrier.wait();
+                    let s = Store::open(&db).map_err(|e| e.to_string())?;
+                    s.schema_version().map_err(|e| e.to_string())
+                })
+            })
+            .collect::<Vec<_>>()
+            .into_iter()
+            .map(|h| h.join().unwrap())
+            .collect();
+        let version = Store::open(&db).unwrap().schema_version().unwrap();
+        for r in opened {
+            assert_eq!(r, Ok(version), "round {round}");
+        }
+    }
+}

@@ -75,6 +75,11 @@ pub struct PriorityClass {
     pub description: Option<String>,
 }
 
+/// The smallest fair-share weight a queue may have.
+pub const MIN_WEIGHT: f64 = 0.001;
+/// The largest fair-share weight a queue may have.
+pub const MAX_WEIGHT: f64 = 1000.0;
+
 /// A queue: a team's guaranteed quota, what it may borrow, and its fair-share weight.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
@@ -381,10 +386,13 @@ impl ClusterSpec {
             if let Some(c) = &q.cohort {
                 p.name(&join(&path, "cohort"), c);
             }
-            if !(q.weight.is_finite() && q.weight > 0.0) {
+            if !(MIN_WEIGHT..=MAX_WEIGHT).contains(&q.weight) {
                 p.add(
                     join(&path, "weight"),
-                    format!("must be more than 0, got {}", q.weight),
+                    format!(
+                        "must be between {MIN_WEIGHT} and {MAX_WEIGHT}, got {}",
+                        q.weight
+                    ),
                 );
             }
             if let Some(g) = q.guaranteed.check(p, &join(&path, "guaranteed")) {
@@ -659,6 +667,10 @@ mod tests {
         c.queues[0].weight = 0.0;
         only(&c, "queues[0].weight");
         c.queues[0].weight = f64::NAN;
+        only(&c, "queues[0].weight");
+        c.queues[0].weight = 5e-324;
+        only(&c, "queues[0].weight");
+        c.queues[0].weight = 1e6;
         only(&c, "queues[0].weight");
         let mut c = valid();
         c.queues[0].guaranteed.cpu = Some("-4".into());
