@@ -526,15 +526,15 @@ impl Runner {
         }
         let holders = self.holders(&running, &to_schedule, &machine, &quotas);
         let work_by_id: HashMap<i64, &Work> = pending_work.iter().map(|p| (p.id, p)).collect();
-        // A shape and priority that preemption could not help once this cycle gets the same answer
-        // until a preemption changes what runs.
-        let mut unhelped: HashMap<(i64, String), String> = HashMap::new();
+        // A shape, priority and queue that preemption could not help once this cycle gets the same
+        // answer until a preemption changes what runs.
+        let mut unhelped: HashMap<(i64, String, String), String> = HashMap::new();
         for (w, why) in blocked {
             let Some(work) = work_by_id.get(&w.id.raw()) else {
                 waiting.insert(w.id, why);
                 continue;
             };
-            let key = (work.priority, format!("{:?}", work.pod));
+            let key = (work.priority, work.queue.clone(), format!("{:?}", work.pod));
             if let Some(part) = unhelped.get(&key) {
                 waiting.insert(w.id, format!("{why}; preemption: {part}"));
                 continue;
