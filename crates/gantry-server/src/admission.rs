@@ -134,7 +134,6 @@ pub fn shares(specs: &[QueueSpec], machine: &Machine, running: &[Work]) -> Share
 #[cfg(test)]
 mod tests {
     use super::*;
-    use gantry_core::model::Pod;
     use gantry_core::spec::Quota;
 
     fn machine(gpus: u32) -> Machine {
@@ -142,20 +141,9 @@ mod tests {
     }
 
     fn work(id: i64, queue: &str, gpus: u8) -> Work {
-        Work {
-            id,
-            priority: 0,
-            submitted_at: id,
-            queue: queue.into(),
-            limit_ms: None,
-            started_at: None,
-            pod: Pod {
-                cpu_milli: 1000,
-                memory_mib: 1024,
-                gpu: GpuDemand::Whole(gpus),
-                models: Default::default(),
-            },
-        }
+        let mut w = crate::schedule::test_work(id, 0, GpuDemand::Whole(gpus));
+        w.queue = queue.into();
+        w
     }
 
     fn queue(name: &str, gpus: &str, cohort: Option<&str>, limit: Option<&str>) -> QueueSpec {

@@ -188,6 +188,17 @@ pub fn router(state: Shared) -> Router {
         .with_state(state)
 }
 
+/// The caller, who must hold `permission`, and the request's JSON object body read as `T`.
+pub(crate) async fn authorized_json<T: serde::de::DeserializeOwned>(
+    req: Request,
+    permission: Permission,
+) -> Result<(Principal, T), ApiError> {
+    let p = principal(req.extensions());
+    need(&p, permission)?;
+    let bytes = body(Bytes::from_request(req, &()).await)?;
+    Ok((p, parse_json(&bytes)?))
+}
+
 pub(crate) fn body(bytes: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
     bytes.map_err(|e| ApiError {
         status: e.status(),
@@ -924,10 +935,7 @@ async fn put_strategy(
     State(state): State<Shared>,
     req: Request,
 ) -> Result<Json<StrategyView>, ApiError> {
-    let p = principal(req.extensions());
-    need(&p, Permission::Operate)?;
-    let bytes = body(Bytes::from_request(req, &()).await)?;
-    let change: StrategyChange = parse_json(&bytes)?;
+    let (p, change): (_, StrategyChange) = authorized_json(req, Permission::Operate).await?;
     let policy = Policy::from_name(&change.strategy)
         .map_err(|e| ApiError::invalid("strategy", e.to_string()))?;
     let name = policy.name().to_string();

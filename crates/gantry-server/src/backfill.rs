@@ -151,20 +151,10 @@ mod tests {
     use super::*;
 
     fn work(id: i64, gpus: u8, started_at: Option<i64>, limit_ms: Option<i64>) -> Work {
-        Work {
-            id,
-            priority: 0,
-            submitted_at: id,
-            queue: "default".into(),
-            limit_ms,
-            started_at,
-            pod: Pod {
-                cpu_milli: 0,
-                memory_mib: 0,
-                gpu: GpuDemand::Whole(gpus),
-                models: Default::default(),
-            },
-        }
+        let mut w = crate::schedule::test_work(id, 0, GpuDemand::Whole(gpus));
+        w.started_at = started_at;
+        w.limit_ms = limit_ms;
+        w
     }
 
     fn on(slots: &[usize]) -> Vec<Taken> {

@@ -4,15 +4,14 @@
 //! may hold a secret (Slack and Teams put the credential in the path), so only admins see it whole.
 
 use crate::alerts::{self, money, standing};
-use crate::api::{Shared, body, need, principal, query_error};
+use crate::api::{Shared, authorized_json, need, principal, query_error};
 use crate::auth::{Permission, Role};
-use crate::error::{ApiError, ErrorBody, parse_json};
+use crate::error::{ApiError, ErrorBody};
 use crate::runner::now_ms;
 use axum::Json;
 use axum::Router;
-use axum::body::Bytes;
 use axum::extract::rejection::QueryRejection;
-use axum::extract::{FromRequest, Path, Query, Request, State};
+use axum::extract::{Path, Query, Request, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, put};
@@ -259,10 +258,7 @@ async fn put_budget(
     Path(queue): Path<String>,
     req: Request,
 ) -> Result<Json<BudgetView>, ApiError> {
-    let p = principal(req.extensions());
-    need(&p, Permission::Operate)?;
-    let bytes = body(Bytes::from_request(req, &()).await)?;
-    let change: BudgetChange = parse_json(&bytes)?;
+    let (p, change): (_, BudgetChange) = authorized_json(req, Permission::Operate).await?;
     let budget = Budget {
         queue: queue.trim().to_string(),
         monthly: change.monthly,
@@ -369,10 +365,7 @@ async fn list_webhooks(
 /// Adds a webhook (operator or admin); alerts raised from now on are posted to it.
 #[utoipa::path(post, path = "/api/webhooks", request_body = NewWebhook, responses((status = 201, body = WebhookView), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 409, description = "a webhook with this name exists", body = ErrorBody)), security(("bearer" = [])))]
 async fn add_webhook(State(state): State<Shared>, req: Request) -> Result<Response, ApiError> {
-    let p = principal(req.extensions());
-    need(&p, Permission::Operate)?;
-    let bytes = body(Bytes::from_request(req, &()).await)?;
-    let new: NewWebhook = parse_json(&bytes)?;
+    let (p, new): (_, NewWebhook) = authorized_json(req, Permission::Operate).await?;
     let name = new.name.trim().to_string();
     if name.is_empty() || name.len() > 64 {
         return Err(ApiError::invalid("name", "must be 1 to 64 characters"));

@@ -258,27 +258,14 @@ fn fits(machine: &Machine, holders: &[&Holder], w: &Work, policy: Policy) -> boo
 #[cfg(test)]
 mod tests {
     use super::*;
-    use gantry_core::model::{GpuDemand, Pod};
+    use gantry_core::model::GpuDemand;
 
     fn machine(gpus: u32) -> Machine {
         crate::schedule::test_machine(gpus, "H100-80GB", 64_000, 256 * 1024)
     }
 
     fn work(id: i64, priority: i64, gpus: u8) -> Work {
-        Work {
-            id,
-            priority,
-            submitted_at: id,
-            queue: "default".into(),
-            limit_ms: None,
-            started_at: None,
-            pod: Pod {
-                cpu_milli: 0,
-                memory_mib: 0,
-                gpu: GpuDemand::Whole(gpus),
-                models: Default::default(),
-            },
-        }
+        crate::schedule::test_work(id, priority, GpuDemand::Whole(gpus))
     }
 
     fn holder(id: i64, priority: i64, slots: &[usize], started_at: i64) -> Holder {

@@ -7,15 +7,14 @@
 //! cannot be deleted.
 
 use crate::admission::Quotas;
-use crate::api::{Shared, body, need, principal};
+use crate::api::{Shared, authorized_json, need, principal};
 use crate::auth::Permission;
-use crate::error::{ApiError, ErrorBody, parse_json};
+use crate::error::{ApiError, ErrorBody};
 use crate::runner::{now_ms, work_of};
 use crate::schedule::Work;
 use axum::Json;
 use axum::Router;
-use axum::body::Bytes;
-use axum::extract::{FromRequest, Path, Request, State};
+use axum::extract::{Path, Request, State};
 use axum::http::StatusCode;
 use axum::routing::{get, put};
 use gantry_core::spec::{ClusterSpec, QueueSpec, Quota};
@@ -194,10 +193,7 @@ async fn put_queue(
     Path(name): Path<String>,
     req: Request,
 ) -> Result<Json<QueueView>, ApiError> {
-    let p = principal(req.extensions());
-    need(&p, Permission::Operate)?;
-    let bytes = body(Bytes::from_request(req, &()).await)?;
-    let change: QueueChange = parse_json(&bytes)?;
+    let (p, change): (_, QueueChange) = authorized_json(req, Permission::Operate).await?;
     let spec = QueueSpec {
         cohort: change.cohort,
         weight: change.weight.unwrap_or(1.0),

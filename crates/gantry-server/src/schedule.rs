@@ -336,6 +336,26 @@ pub(crate) fn test_machine(gpus: u32, model: &str, cpu_milli: u64, memory_mib: u
     }
 }
 
+/// Pending work `id` (submitted at `id` ms, queue `default`, no time limit) needing `gpu`, one CPU
+/// core and 1 GiB, for tests.
+#[cfg(test)]
+pub(crate) fn test_work(id: i64, priority: i64, gpu: GpuDemand) -> Work {
+    Work {
+        id,
+        priority,
+        submitted_at: id,
+        queue: "default".into(),
+        limit_ms: None,
+        started_at: None,
+        pod: Pod {
+            cpu_milli: 1000,
+            memory_mib: 1024,
+            gpu,
+            models: Default::default(),
+        },
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -360,20 +380,7 @@ mod tests {
     }
 
     fn work(id: i64, priority: i64, gpu: GpuDemand) -> Work {
-        Work {
-            id,
-            priority,
-            submitted_at: id,
-            queue: "default".into(),
-            limit_ms: None,
-            started_at: None,
-            pod: Pod {
-                cpu_milli: 1000,
-                memory_mib: 1024,
-                gpu,
-                models: ModelSet::ANY,
-            },
-        }
+        test_work(id, priority, gpu)
     }
 
     #[test]
