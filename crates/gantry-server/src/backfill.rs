@@ -158,10 +158,7 @@ mod tests {
     }
 
     fn on(slots: &[usize]) -> Vec<Taken> {
-        slots
-            .iter()
-            .map(|&slot| Taken { slot, milli: 1000 })
-            .collect()
+        crate::schedule::test_whole(slots)
     }
 
     #[test]

@@ -271,10 +271,7 @@ mod tests {
     fn holder(id: i64, priority: i64, slots: &[usize], started_at: i64) -> Holder {
         Holder {
             work: work(id, priority, slots.len() as u8),
-            taken: slots
-                .iter()
-                .map(|&slot| Taken { slot, milli: 1000 })
-                .collect(),
+            taken: crate::schedule::test_whole(slots),
             preemptible: true,
             started_at,
             borrowed: false,

@@ -338,6 +338,15 @@ pub(crate) fn test_machine(gpus: u32, model: &str, cpu_milli: u64, memory_mib: u
 
 /// Pending work `id` (submitted at `id` ms, queue `default`, no time limit) needing `gpu`, one CPU
 /// core and 1 GiB, for tests.
+/// Whole GPUs on these machine slots, for tests.
+#[cfg(test)]
+pub(crate) fn test_whole(slots: &[usize]) -> Vec<Taken> {
+    slots
+        .iter()
+        .map(|&slot| Taken { slot, milli: 1000 })
+        .collect()
+}
+
 #[cfg(test)]
 pub(crate) fn test_work(id: i64, priority: i64, gpu: GpuDemand) -> Work {
     Work {
@@ -475,16 +484,7 @@ mod tests {
         // first (lower share), its second job is over quota, prod's waits for GPUs.
         let running = [(
             on(work(9, 0, GpuDemand::Whole(2)), "prod"),
-            vec![
-                Taken {
-                    slot: 0,
-                    milli: 1000,
-                },
-                Taken {
-                    slot: 1,
-                    milli: 1000,
-                },
-            ],
+            test_whole(&[0, 1]),
         )];
         let running_work: Vec<Work> = running.iter().map(|(w, _)| w.clone()).collect();
         let mut quotas = Quotas::new(&specs, &m, &running_work);
@@ -515,19 +515,7 @@ mod tests {
         let mut holder = work(9, 0, GpuDemand::Whole(2));
         holder.started_at = Some(0);
         holder.limit_ms = Some(600_000);
-        let running = [(
-            holder,
-            vec![
-                Taken {
-                    slot: 0,
-                    milli: 1000,
-                },
-                Taken {
-                    slot: 1,
-                    milli: 1000,
-                },
-            ],
-        )];
+        let running = [(holder, test_whole(&[0, 1]))];
         let big = work(1, 0, GpuDemand::Whole(4));
         let endless = work(2, 0, GpuDemand::Whole(1));
         let mut short = work(3, 0, GpuDemand::Whole(1));
